@@ -1,0 +1,218 @@
+// Package api holds the brain's wire types and a typed Go client. The agent
+// and l2spanctl reach the brain only through this package.
+package api
+
+import "time"
+
+// Network types (type drivers).
+const (
+	TypeLocal          = "local"
+	TypeSharedVLAN     = "shared_vlan"
+	TypeSharedVXLAN    = "shared_vxlan"
+	TypeMixedVLANVXLAN = "mixed_vlan_vxlan"
+)
+
+// Bottom segment network types.
+const (
+	SegmentVLAN  = "vlan"
+	SegmentVXLAN = "vxlan"
+	SegmentFlat  = "flat"
+	SegmentLocal = "local"
+)
+
+// Pod is one bottom OpenStack cloud in exactly one availability zone.
+type Pod struct {
+	ID     string `json:"id"`
+	AZ     string `json:"az"`
+	Region string `json:"region,omitempty"`
+	// DVRBaseMAC is the pod's Neutron dvr_base_mac prefix, e.g. "fa:16:3f:00:00:00/24".
+	DVRBaseMAC string `json:"dvr_base_mac,omitempty"`
+	// NeutronURL is the pod's bottom Neutron endpoint.
+	NeutronURL string    `json:"neutron_url,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// Network is a top network.
+type Network struct {
+	ID       string   `json:"id"`
+	Name     string   `json:"name"`
+	Type     string   `json:"type"`
+	AZHints  []string `json:"az_hints"`
+	External bool     `json:"external,omitempty"`
+	// SegmentationID is the allocated VLAN id (shared_vlan) or overlay VNI
+	// (shared_vxlan, mixed_vlan_vxlan); 0 for local.
+	SegmentationID int `json:"segmentation_id,omitempty"`
+	// PhysicalNetwork is the physnet a shared_vlan id was allocated on.
+	PhysicalNetwork string    `json:"physical_network,omitempty"`
+	Segments        []Segment `json:"segments,omitempty"`
+	CreatedAt       time.Time `json:"created_at"`
+}
+
+// NetworkCreate is the body of POST /v1/networks.
+type NetworkCreate struct {
+	Name     string   `json:"name"`
+	Type     string   `json:"type"`
+	AZHints  []string `json:"az_hints"`
+	External bool     `json:"external,omitempty"`
+	// SegmentationID requests a specific VLAN id or VNI (admin).
+	SegmentationID  int    `json:"segmentation_id,omitempty"`
+	PhysicalNetwork string `json:"physical_network,omitempty"`
+}
+
+// NetworkUpdate is the body of PUT /v1/networks/{id}. Only the name may change;
+// az_hints is accepted only when equal to the current value.
+type NetworkUpdate struct {
+	Name    *string   `json:"name,omitempty"`
+	AZHints *[]string `json:"az_hints,omitempty"`
+}
+
+// Segment is the piece of a top network inside one pod.
+type Segment struct {
+	NetworkID      string `json:"network_id"`
+	PodID          string `json:"pod_id"`
+	NetworkType    string `json:"network_type"`
+	SegmentationID int    `json:"segmentation_id,omitempty"`
+	// PhysicalNetwork is stored as bottom_physical_network#pod_id.
+	PhysicalNetwork string    `json:"physical_network,omitempty"`
+	CreatedAt       time.Time `json:"created_at"`
+}
+
+// SegmentReport is the body of POST /v1/networks/{id}/segments: a pod reports
+// the bottom segment it chose for a mixed_vlan_vxlan network.
+type SegmentReport struct {
+	PodID           string `json:"pod_id"`
+	NetworkType     string `json:"network_type"`
+	SegmentationID  int    `json:"segmentation_id"`
+	PhysicalNetwork string `json:"physical_network,omitempty"`
+}
+
+// Subnet of a top network.
+type Subnet struct {
+	ID        string    `json:"id"`
+	NetworkID string    `json:"network_id"`
+	CIDR      string    `json:"cidr"`
+	GatewayIP string    `json:"gateway_ip,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Port is a port (VM interface, DHCP port, router port) bound in one pod.
+type Port struct {
+	ID          string    `json:"id"`
+	NetworkID   string    `json:"network_id"`
+	PodID       string    `json:"pod_id"`
+	MAC         string    `json:"mac"`
+	IPs         []string  `json:"ips"`
+	DeviceOwner string    `json:"device_owner,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+}
+
+// PortCreate is the body of POST /v1/ports, or one element of a bulk create.
+type PortCreate struct {
+	ID          string   `json:"id,omitempty"`
+	NetworkID   string   `json:"network_id"`
+	PodID       string   `json:"pod_id"`
+	MAC         string   `json:"mac"`
+	IPs         []string `json:"ips"`
+	DeviceOwner string   `json:"device_owner,omitempty"`
+}
+
+// BulkPortCreate is the body of POST /v1/ports with many ports; all or none.
+type BulkPortCreate struct {
+	Ports []PortCreate `json:"ports"`
+}
+
+// Ports is the response of a bulk create.
+type Ports struct {
+	Ports []Port `json:"ports"`
+}
+
+// Gateway is an agent registered as a gateway of its pod.
+type Gateway struct {
+	ID      string `json:"id"`
+	PodID   string `json:"pod_id"`
+	VTEP    string `json:"vtep"`
+	Backend string `json:"backend"`
+	DVRMAC  string `json:"dvr_mac,omitempty"`
+	// PopulateMACs false means flood-and-learn on this gateway.
+	PopulateMACs bool      `json:"populate_macs"`
+	LastSeen     time.Time `json:"last_seen"`
+	Revision     int64     `json:"revision"`
+}
+
+// List is a page of results. Next is the marker for the following page, empty
+// on the last page.
+type List[T any] struct {
+	Items []T    `json:"items"`
+	Next  string `json:"next,omitempty"`
+}
+
+// ErrorBody is every error response: {"error":{"code","message","field"}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail names what went wrong and, for input errors, which field.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+// PodState is what a pod's gateways must program.
+type PodState struct {
+	PodID    string `json:"pod_id"`
+	Revision int64  `json:"revision"`
+	// Networks spanned into this pod and at least one other pod.
+	Networks []NetworkState `json:"networks"`
+	// DVRBaseMACs maps every other pod with a dvr_base_mac to its prefix.
+	DVRBaseMACs map[string]string `json:"dvr_base_macs,omitempty"`
+}
+
+// NetworkState is one spanned network as seen from one pod.
+type NetworkState struct {
+	NetworkID string `json:"network_id"`
+	Name      string `json:"name"`
+	Type      string `json:"type"`
+	// VNI is the inter-pod overlay VNI.
+	VNI          uint32          `json:"vni"`
+	LocalSegment Segment         `json:"local_segment"`
+	RemotePods   []string        `json:"remote_pods"`
+	RemotePorts  []RemotePort    `json:"remote_ports"`
+	Subnets      []SubnetGateway `json:"subnets,omitempty"`
+}
+
+// RemotePort is a port of the network bound in another pod.
+type RemotePort struct {
+	MAC   string   `json:"mac"`
+	IPs   []string `json:"ips,omitempty"`
+	PodID string   `json:"pod_id"`
+}
+
+// SubnetGateway is a subnet's CIDR and its (anycast) gateway IP.
+type SubnetGateway struct {
+	CIDR      string `json:"cidr"`
+	GatewayIP string `json:"gateway_ip,omitempty"`
+}
+
+// Watch event types, streamed as one JSON object per line.
+const (
+	// EventSnapshot carries the full state; the client replaces what it has.
+	EventSnapshot = "snapshot"
+	// EventUpdate carries only the networks that changed and those removed.
+	EventUpdate = "update"
+	// EventHeartbeat keeps the stream alive; Revision is the latest known.
+	EventHeartbeat = "heartbeat"
+)
+
+// WatchEvent is one line of GET /v1/pods/{pod}/state?watch=true&since=REV.
+type WatchEvent struct {
+	Type     string `json:"type"`
+	Revision int64  `json:"revision"`
+	// State is set on snapshots.
+	State *PodState `json:"state,omitempty"`
+	// Networks are the changed networks' full states (updates).
+	Networks []NetworkState `json:"networks,omitempty"`
+	// Removed are networks no longer spanned into the pod (updates). A change
+	// to pods (e.g. a dvr_base_mac) is always sent as a snapshot.
+	Removed []string `json:"removed,omitempty"`
+}
