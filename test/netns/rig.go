@@ -42,7 +42,7 @@ type Gateway struct {
 	Pod  string
 	Host string
 	// VTEP is the address of UnderlayDev, from 198.51.100.0/24.
-	VTEP       netip.Addr
+	VTEP        netip.Addr
 	UnderlayDev string
 }
 
