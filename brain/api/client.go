@@ -1,0 +1,388 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Error is an error answer of the brain.
+type Error struct {
+	Status int
+	ErrorDetail
+}
+
+func (e *Error) Error() string {
+	if e.Field != "" {
+		return fmt.Sprintf("brain: %d %s: %s: %s", e.Status, e.Code, e.Field, e.Message)
+	}
+	return fmt.Sprintf("brain: %d %s: %s", e.Status, e.Code, e.Message)
+}
+
+// IsStatus reports whether err is a brain answer with the given HTTP status.
+func IsStatus(err error, status int) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == status
+}
+
+// Client talks to one brain.
+type Client struct {
+	base  *url.URL
+	http  *http.Client
+	token string
+	// stream is used for watches: no overall timeout.
+	stream *http.Client
+}
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithToken sends a bearer token on every request.
+func WithToken(token string) Option { return func(c *Client) { c.token = token } }
+
+// WithTLS sets the TLS configuration (CA, client certificate).
+func WithTLS(cfg *tls.Config) Option {
+	return func(c *Client) {
+		c.http.Transport = &http.Transport{TLSClientConfig: cfg, Proxy: nil}
+		c.stream.Transport = c.http.Transport
+	}
+}
+
+// WithTimeout sets the timeout of non-watch requests (default 30s).
+func WithTimeout(d time.Duration) Option { return func(c *Client) { c.http.Timeout = d } }
+
+// NewClient returns a client for the brain at baseURL (http(s)://host:port).
+func NewClient(baseURL string, opts ...Option) (*Client, error) {
+	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("brain url %q: want http(s)://host:port", baseURL)
+	}
+	// No proxy from the environment: the brain is reached directly.
+	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}
+	c := &Client{base: u, http: &http.Client{Timeout: 30 * time.Second, Transport: tr}, stream: &http.Client{Transport: tr}}
+	for _, o := range opts {
+		o(c)
+	}
+	return c, nil
+}
+
+// URL returns the brain's base URL.
+func (c *Client) URL() string { return c.base.String() }
+
+func (c *Client) newRequest(ctx context.Context, method, path string, q url.Values, body any) (*http.Request, error) {
+	u := *c.base
+	u.Path += path
+	if len(q) > 0 {
+		u.RawQuery = q.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("encode %s %s: %w", method, path, err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	return req, nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body, out any) error {
+	req, err := c.newRequest(ctx, method, path, q, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return decodeError(resp)
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+func decodeError(resp *http.Response) error {
+	var body ErrorBody
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err := json.Unmarshal(b, &body); err != nil || body.Error.Code == "" {
+		return &Error{Status: resp.StatusCode, ErrorDetail: ErrorDetail{Code: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(b))}}
+	}
+	return &Error{Status: resp.StatusCode, ErrorDetail: body.Error}
+}
+
+// ListOptions page and filter a list; Filters are query parameters
+// (e.g. network_id, pod_id, az, name, type, mac).
+type ListOptions struct {
+	Limit   int
+	Marker  string
+	Filters map[string]string
+}
+
+func (o ListOptions) query() url.Values {
+	q := url.Values{}
+	if o.Limit > 0 {
+		q.Set("limit", strconv.Itoa(o.Limit))
+	}
+	if o.Marker != "" {
+		q.Set("marker", o.Marker)
+	}
+	for k, v := range o.Filters {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	return q
+}
+
+func list[T any](ctx context.Context, c *Client, path string, o ListOptions) (List[T], error) {
+	var l List[T]
+	err := c.do(ctx, http.MethodGet, path, o.query(), nil, &l)
+	return l, err
+}
+
+// ListAll follows pages until the end.
+func ListAll[T any](ctx context.Context, page func(ctx context.Context, o ListOptions) (List[T], error), o ListOptions) ([]T, error) {
+	var out []T
+	for {
+		l, err := page(ctx, o)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, l.Items...)
+		if l.Next == "" {
+			return out, nil
+		}
+		o.Marker = l.Next
+	}
+}
+
+// CreatePod registers a pod.
+func (c *Client) CreatePod(ctx context.Context, p Pod) (Pod, error) {
+	var out Pod
+	return out, c.do(ctx, http.MethodPost, "/v1/pods", nil, p, &out)
+}
+
+// UpdatePod changes a pod's mutable fields.
+func (c *Client) UpdatePod(ctx context.Context, p Pod) (Pod, error) {
+	var out Pod
+	return out, c.do(ctx, http.MethodPut, "/v1/pods/"+url.PathEscape(p.ID), nil, p, &out)
+}
+
+// GetPod returns a pod.
+func (c *Client) GetPod(ctx context.Context, id string) (Pod, error) {
+	var out Pod
+	return out, c.do(ctx, http.MethodGet, "/v1/pods/"+url.PathEscape(id), nil, nil, &out)
+}
+
+// ListPods returns a page of pods.
+func (c *Client) ListPods(ctx context.Context, o ListOptions) (List[Pod], error) {
+	return list[Pod](ctx, c, "/v1/pods", o)
+}
+
+// DeletePod removes a pod.
+func (c *Client) DeletePod(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/pods/"+url.PathEscape(id), nil, nil, nil)
+}
+
+// CreateNetwork creates a top network.
+func (c *Client) CreateNetwork(ctx context.Context, n NetworkCreate) (Network, error) {
+	var out Network
+	return out, c.do(ctx, http.MethodPost, "/v1/networks", nil, n, &out)
+}
+
+// UpdateNetwork changes a network.
+func (c *Client) UpdateNetwork(ctx context.Context, id string, u NetworkUpdate) (Network, error) {
+	var out Network
+	return out, c.do(ctx, http.MethodPut, "/v1/networks/"+url.PathEscape(id), nil, u, &out)
+}
+
+// GetNetwork returns a network with its segments.
+func (c *Client) GetNetwork(ctx context.Context, id string) (Network, error) {
+	var out Network
+	return out, c.do(ctx, http.MethodGet, "/v1/networks/"+url.PathEscape(id), nil, nil, &out)
+}
+
+// ListNetworks returns a page of networks.
+func (c *Client) ListNetworks(ctx context.Context, o ListOptions) (List[Network], error) {
+	return list[Network](ctx, c, "/v1/networks", o)
+}
+
+// DeleteNetwork deletes a network.
+func (c *Client) DeleteNetwork(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/networks/"+url.PathEscape(id), nil, nil, nil)
+}
+
+// ListSegments returns a network's segments.
+func (c *Client) ListSegments(ctx context.Context, networkID string) ([]Segment, error) {
+	var l List[Segment]
+	err := c.do(ctx, http.MethodGet, "/v1/networks/"+url.PathEscape(networkID)+"/segments", nil, nil, &l)
+	return l.Items, err
+}
+
+// ReportSegment records the bottom segment a pod chose (mixed_vlan_vxlan).
+func (c *Client) ReportSegment(ctx context.Context, networkID string, r SegmentReport) (Segment, error) {
+	var out Segment
+	return out, c.do(ctx, http.MethodPost, "/v1/networks/"+url.PathEscape(networkID)+"/segments", nil, r, &out)
+}
+
+// CreateSubnet adds a subnet.
+func (c *Client) CreateSubnet(ctx context.Context, s Subnet) (Subnet, error) {
+	var out Subnet
+	return out, c.do(ctx, http.MethodPost, "/v1/subnets", nil, s, &out)
+}
+
+// ListSubnets returns a page of subnets.
+func (c *Client) ListSubnets(ctx context.Context, o ListOptions) (List[Subnet], error) {
+	return list[Subnet](ctx, c, "/v1/subnets", o)
+}
+
+// DeleteSubnet removes a subnet.
+func (c *Client) DeleteSubnet(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/subnets/"+url.PathEscape(id), nil, nil, nil)
+}
+
+// CreatePort binds a port in a pod.
+func (c *Client) CreatePort(ctx context.Context, p PortCreate) (Port, error) {
+	var out Port
+	return out, c.do(ctx, http.MethodPost, "/v1/ports", nil, p, &out)
+}
+
+// CreatePorts creates many ports at once: all or none.
+func (c *Client) CreatePorts(ctx context.Context, ports []PortCreate) ([]Port, error) {
+	var out Ports
+	err := c.do(ctx, http.MethodPost, "/v1/ports", nil, BulkPortCreate{Ports: ports}, &out)
+	return out.Ports, err
+}
+
+// GetPort returns a port.
+func (c *Client) GetPort(ctx context.Context, id string) (Port, error) {
+	var out Port
+	return out, c.do(ctx, http.MethodGet, "/v1/ports/"+url.PathEscape(id), nil, nil, &out)
+}
+
+// ListPorts returns a page of ports.
+func (c *Client) ListPorts(ctx context.Context, o ListOptions) (List[Port], error) {
+	return list[Port](ctx, c, "/v1/ports", o)
+}
+
+// DeletePort removes a port.
+func (c *Client) DeletePort(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/ports/"+url.PathEscape(id), nil, nil, nil)
+}
+
+// RegisterGateway registers or refreshes a gateway.
+func (c *Client) RegisterGateway(ctx context.Context, g Gateway) (Gateway, error) {
+	var out Gateway
+	return out, c.do(ctx, http.MethodPut, "/v1/gateways/"+url.PathEscape(g.ID), nil, g, &out)
+}
+
+// ListGateways returns a page of gateways.
+func (c *Client) ListGateways(ctx context.Context, o ListOptions) (List[Gateway], error) {
+	return list[Gateway](ctx, c, "/v1/gateways", o)
+}
+
+// DeleteGateway removes a gateway.
+func (c *Client) DeleteGateway(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/gateways/"+url.PathEscape(id), nil, nil, nil)
+}
+
+// PodState returns a pod's full desired state.
+func (c *Client) PodState(ctx context.Context, pod string) (PodState, error) {
+	var out PodState
+	return out, c.do(ctx, http.MethodGet, "/v1/pods/"+url.PathEscape(pod)+"/state", nil, nil, &out)
+}
+
+// Watch streams the pod's state events after since (0: start with a
+// snapshot) to fn until ctx ends, the stream breaks, or fn fails. It returns
+// the error that ended it; the caller reconnects with the last revision seen.
+// idle bounds the wait for any line (heartbeats included); 0 means 45s.
+func (c *Client) Watch(ctx context.Context, pod string, since int64, idle time.Duration, fn func(WatchEvent) error) error {
+	if idle <= 0 {
+		idle = 45 * time.Second
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	q := url.Values{"watch": {"true"}, "since": {strconv.FormatInt(since, 10)}}
+	req, err := c.newRequest(ctx, http.MethodGet, "/v1/pods/"+url.PathEscape(pod)+"/state", q, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.stream.Do(req)
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", pod, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return decodeError(resp)
+	}
+	// A stalled connection shows as no line (not even a heartbeat) for idle.
+	alive := make(chan struct{}, 1)
+	go func() {
+		t := time.NewTimer(idle)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-alive:
+				t.Reset(idle)
+			case <-t.C:
+				cancel()
+				return
+			}
+		}
+	}()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 256<<20)
+	for sc.Scan() {
+		select {
+		case alive <- struct{}{}:
+		default:
+		}
+		var ev WatchEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return fmt.Errorf("watch %s: decode event: %w", pod, err)
+		}
+		if ev.Type == EventHeartbeat {
+			continue
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("watch %s: %w", pod, err)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("watch %s: %w", pod, ctx.Err())
+	}
+	return fmt.Errorf("watch %s: stream closed by the brain", pod)
+}

@@ -1,0 +1,144 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// migrations run in order, each once, in its own transaction. Types are the
+// common subset of SQLite and PostgreSQL: TEXT, INTEGER, BIGINT (timestamps
+// are unix microseconds, booleans 0/1, lists JSON text).
+var migrations = []string{
+	1: `
+CREATE TABLE counters (
+	name  TEXT PRIMARY KEY,
+	value BIGINT NOT NULL
+);
+INSERT INTO counters (name, value) VALUES ('revision', 0), ('compacted', 0);
+CREATE TABLE pods (
+	id           TEXT PRIMARY KEY,
+	az           TEXT NOT NULL,
+	region       TEXT NOT NULL DEFAULT '',
+	dvr_base_mac TEXT NOT NULL DEFAULT '',
+	neutron_url  TEXT NOT NULL DEFAULT '',
+	created_at   BIGINT NOT NULL
+);
+CREATE INDEX pods_az ON pods (az);
+CREATE TABLE networks (
+	id               TEXT PRIMARY KEY,
+	name             TEXT NOT NULL,
+	type             TEXT NOT NULL,
+	az_hints         TEXT NOT NULL,
+	external         INTEGER NOT NULL DEFAULT 0,
+	segmentation_id  INTEGER NOT NULL DEFAULT 0,
+	physical_network TEXT NOT NULL DEFAULT '',
+	created_at       BIGINT NOT NULL
+);
+CREATE TABLE allocations (
+	pool       TEXT NOT NULL,
+	id         INTEGER NOT NULL,
+	network_id TEXT NOT NULL REFERENCES networks (id) ON DELETE CASCADE,
+	PRIMARY KEY (pool, id)
+);
+CREATE INDEX allocations_network ON allocations (network_id);
+CREATE TABLE segments (
+	network_id       TEXT NOT NULL REFERENCES networks (id) ON DELETE CASCADE,
+	pod_id           TEXT NOT NULL REFERENCES pods (id),
+	network_type     TEXT NOT NULL DEFAULT '',
+	segmentation_id  INTEGER NOT NULL DEFAULT 0,
+	physical_network TEXT NOT NULL DEFAULT '',
+	created_at       BIGINT NOT NULL,
+	PRIMARY KEY (network_id, pod_id)
+);
+CREATE INDEX segments_pod ON segments (pod_id);
+CREATE TABLE subnets (
+	id         TEXT PRIMARY KEY,
+	network_id TEXT NOT NULL REFERENCES networks (id),
+	cidr       TEXT NOT NULL,
+	gateway_ip TEXT NOT NULL DEFAULT '',
+	created_at BIGINT NOT NULL
+);
+CREATE INDEX subnets_network ON subnets (network_id);
+CREATE TABLE ports (
+	id           TEXT PRIMARY KEY,
+	network_id   TEXT NOT NULL REFERENCES networks (id),
+	pod_id       TEXT NOT NULL REFERENCES pods (id),
+	mac          TEXT NOT NULL,
+	ips          TEXT NOT NULL,
+	device_owner TEXT NOT NULL DEFAULT '',
+	created_at   BIGINT NOT NULL,
+	UNIQUE (network_id, mac)
+);
+CREATE INDEX ports_network_pod ON ports (network_id, pod_id);
+CREATE INDEX ports_pod ON ports (pod_id);
+CREATE TABLE gateways (
+	id            TEXT PRIMARY KEY,
+	pod_id        TEXT NOT NULL REFERENCES pods (id),
+	vtep          TEXT NOT NULL,
+	backend       TEXT NOT NULL,
+	dvr_mac       TEXT NOT NULL DEFAULT '',
+	populate_macs INTEGER NOT NULL DEFAULT 1,
+	revision      BIGINT NOT NULL DEFAULT 0,
+	last_seen     BIGINT NOT NULL
+);
+CREATE INDEX gateways_pod ON gateways (pod_id);
+CREATE TABLE changes (
+	revision   BIGINT NOT NULL,
+	network_id TEXT NOT NULL,
+	created_at BIGINT NOT NULL,
+	PRIMARY KEY (revision, network_id)
+);
+`,
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	for v := 1; v < len(migrations); v++ {
+		if err := s.migrateOne(ctx, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) migrateOne(ctx context.Context, version int) error {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migration %d: begin: %w", version, err)
+	}
+	defer tx.Rollback()
+	if s.dialect == dialectPostgres {
+		// Replicas starting together migrate one at a time.
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7365200)`); err != nil {
+			return fmt.Errorf("migration %d: lock: %w", version, err)
+		}
+	}
+	var n int
+	q := `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`
+	if s.dialect == dialectPostgres {
+		q = `SELECT COUNT(*) FROM schema_migrations WHERE version = $1`
+	}
+	if err := tx.QueryRowContext(ctx, q, version).Scan(&n); err != nil {
+		return fmt.Errorf("migration %d: check: %w", version, err)
+	}
+	if n > 0 {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, migrations[version]); err != nil {
+		return fmt.Errorf("migration %d: %w", version, err)
+	}
+	ins := `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`
+	if s.dialect == dialectPostgres {
+		ins = `INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)`
+	}
+	if _, err := tx.ExecContext(ctx, ins, version, time.Now().UnixMicro()); err != nil {
+		return fmt.Errorf("migration %d: record: %w", version, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migration %d: commit: %w", version, err)
+	}
+	return nil
+}

@@ -1,0 +1,612 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/l2span/l2span/brain/api"
+)
+
+func micros(t time.Time) int64 { return t.UnixMicro() }
+
+func fromMicros(us int64) time.Time { return time.UnixMicro(us).UTC() }
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func jsonList(v []string) string {
+	if v == nil {
+		v = []string{}
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func parseList(s string) ([]string, error) {
+	var v []string
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		return nil, fmt.Errorf("decode list %q: %w", s, err)
+	}
+	if v == nil {
+		v = []string{}
+	}
+	return v, nil
+}
+
+// Page selects a page of a list ordered by id: ids after Marker, at most Limit.
+type Page struct {
+	Limit  int
+	Marker string
+}
+
+func (p Page) clause(where []string, args []any) (string, []any, int) {
+	if p.Marker != "" {
+		where = append(where, "id > ?")
+		args = append(args, p.Marker)
+	}
+	q := ""
+	if len(where) > 0 {
+		q = " WHERE " + strings.Join(where, " AND ")
+	}
+	limit := p.Limit
+	if limit <= 0 {
+		limit = 1000
+	}
+	// One extra row tells whether there is a next page.
+	q += fmt.Sprintf(" ORDER BY id LIMIT %d", limit+1)
+	return q, args, limit
+}
+
+func pageOf[T any](items []T, limit int, id func(T) string) api.List[T] {
+	out := api.List[T]{Items: items}
+	if len(items) > limit {
+		out.Items = items[:limit]
+		out.Next = id(items[limit-1])
+	}
+	if out.Items == nil {
+		out.Items = []T{}
+	}
+	return out
+}
+
+// --- pods ---
+
+// InsertPod adds a pod; ErrDuplicate if the id exists.
+func (t *Tx) InsertPod(ctx context.Context, p api.Pod) error {
+	_, err := t.Exec(ctx, `INSERT INTO pods (id, az, region, dvr_base_mac, neutron_url, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		p.ID, p.AZ, p.Region, p.DVRBaseMAC, p.NeutronURL, micros(p.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("insert pod %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+// UpdatePod replaces a pod's mutable fields.
+func (t *Tx) UpdatePod(ctx context.Context, p api.Pod) error {
+	_, err := t.Exec(ctx, `UPDATE pods SET region = ?, dvr_base_mac = ?, neutron_url = ? WHERE id = ?`,
+		p.Region, p.DVRBaseMAC, p.NeutronURL, p.ID)
+	if err != nil {
+		return fmt.Errorf("update pod %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+// DeletePod removes a pod; ErrReferenced while anything still lives in it.
+func (t *Tx) DeletePod(ctx context.Context, id string) error {
+	r, err := t.Exec(ctx, `DELETE FROM pods WHERE id = ?`, id)
+	if err != nil {
+		return fmt.Errorf("delete pod %s: %w", id, err)
+	}
+	if n, _ := r.RowsAffected(); n == 0 {
+		return fmt.Errorf("pod %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+const podCols = `id, az, region, dvr_base_mac, neutron_url, created_at`
+
+func scanPod(s interface{ Scan(...any) error }) (api.Pod, error) {
+	var p api.Pod
+	var created int64
+	err := s.Scan(&p.ID, &p.AZ, &p.Region, &p.DVRBaseMAC, &p.NeutronURL, &created)
+	p.CreatedAt = fromMicros(created)
+	return p, err
+}
+
+// GetPod returns a pod or ErrNotFound.
+func (t *Tx) GetPod(ctx context.Context, id string) (api.Pod, error) {
+	p, err := scanPod(t.QueryRow(ctx, `SELECT `+podCols+` FROM pods WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, fmt.Errorf("pod %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return p, fmt.Errorf("get pod %s: %w", id, err)
+	}
+	return p, nil
+}
+
+// PodFilter filters ListPods.
+type PodFilter struct {
+	AZ string
+}
+
+// ListPods returns a page of pods.
+func (t *Tx) ListPods(ctx context.Context, f PodFilter, p Page) (api.List[api.Pod], error) {
+	var where []string
+	var args []any
+	if f.AZ != "" {
+		where, args = append(where, "az = ?"), append(args, f.AZ)
+	}
+	q, args, limit := p.clause(where, args)
+	rows, err := t.Query(ctx, `SELECT `+podCols+` FROM pods`+q, args...)
+	if err != nil {
+		return api.List[api.Pod]{}, fmt.Errorf("list pods: %w", err)
+	}
+	items, err := collect(rows, scanPod)
+	if err != nil {
+		return api.List[api.Pod]{}, fmt.Errorf("list pods: %w", err)
+	}
+	return pageOf(items, limit, func(p api.Pod) string { return p.ID }), nil
+}
+
+// AZExists reports whether any pod is in az.
+func (t *Tx) AZExists(ctx context.Context, az string) (bool, error) {
+	var n int
+	if err := t.QueryRow(ctx, `SELECT COUNT(*) FROM pods WHERE az = ?`, az).Scan(&n); err != nil {
+		return false, fmt.Errorf("check az %s: %w", az, err)
+	}
+	return n > 0, nil
+}
+
+func collect[T any](rows *sql.Rows, scan func(interface{ Scan(...any) error }) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// --- networks ---
+
+// InsertNetwork adds a network row (allocations are separate).
+func (t *Tx) InsertNetwork(ctx context.Context, n api.Network) error {
+	_, err := t.Exec(ctx, `INSERT INTO networks (id, name, type, az_hints, external, segmentation_id, physical_network, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		n.ID, n.Name, n.Type, jsonList(n.AZHints), boolInt(n.External), n.SegmentationID, n.PhysicalNetwork, micros(n.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("insert network %s: %w", n.ID, err)
+	}
+	return nil
+}
+
+// RenameNetwork changes a network's name.
+func (t *Tx) RenameNetwork(ctx context.Context, id, name string) error {
+	if _, err := t.Exec(ctx, `UPDATE networks SET name = ? WHERE id = ?`, name, id); err != nil {
+		return fmt.Errorf("rename network %s: %w", id, err)
+	}
+	return nil
+}
+
+// DeleteNetwork removes a network, its segments and its allocations;
+// ErrReferenced while ports or subnets remain.
+func (t *Tx) DeleteNetwork(ctx context.Context, id string) error {
+	r, err := t.Exec(ctx, `DELETE FROM networks WHERE id = ?`, id)
+	if err != nil {
+		return fmt.Errorf("delete network %s: %w", id, err)
+	}
+	if n, _ := r.RowsAffected(); n == 0 {
+		return fmt.Errorf("network %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+const networkCols = `id, name, type, az_hints, external, segmentation_id, physical_network, created_at`
+
+func scanNetwork(s interface{ Scan(...any) error }) (api.Network, error) {
+	var n api.Network
+	var hints string
+	var ext int
+	var created int64
+	if err := s.Scan(&n.ID, &n.Name, &n.Type, &hints, &ext, &n.SegmentationID, &n.PhysicalNetwork, &created); err != nil {
+		return n, err
+	}
+	n.External = ext != 0
+	n.CreatedAt = fromMicros(created)
+	var err error
+	n.AZHints, err = parseList(hints)
+	return n, err
+}
+
+// GetNetwork returns a network (without segments) or ErrNotFound.
+func (t *Tx) GetNetwork(ctx context.Context, id string) (api.Network, error) {
+	n, err := scanNetwork(t.QueryRow(ctx, `SELECT `+networkCols+` FROM networks WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return n, fmt.Errorf("network %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return n, fmt.Errorf("get network %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// NetworkFilter filters ListNetworks.
+type NetworkFilter struct {
+	Name string
+	Type string
+}
+
+// ListNetworks returns a page of networks (without segments).
+func (t *Tx) ListNetworks(ctx context.Context, f NetworkFilter, p Page) (api.List[api.Network], error) {
+	var where []string
+	var args []any
+	if f.Name != "" {
+		where, args = append(where, "name = ?"), append(args, f.Name)
+	}
+	if f.Type != "" {
+		where, args = append(where, "type = ?"), append(args, f.Type)
+	}
+	q, args, limit := p.clause(where, args)
+	rows, err := t.Query(ctx, `SELECT `+networkCols+` FROM networks`+q, args...)
+	if err != nil {
+		return api.List[api.Network]{}, fmt.Errorf("list networks: %w", err)
+	}
+	items, err := collect(rows, scanNetwork)
+	if err != nil {
+		return api.List[api.Network]{}, fmt.Errorf("list networks: %w", err)
+	}
+	return pageOf(items, limit, func(n api.Network) string { return n.ID }), nil
+}
+
+// --- allocations ---
+
+// Allocate takes the lowest free id of pool within [min, max] for networkID.
+// It returns 0 when the range is exhausted. Writers are serialized, so the
+// free id found is still free at insert.
+func (t *Tx) Allocate(ctx context.Context, pool string, min, max int, networkID string) (int, error) {
+	var id sql.NullInt64
+	err := t.QueryRow(ctx, `
+SELECT MIN(c) FROM (
+	SELECT CAST(? AS INTEGER) AS c
+	UNION ALL
+	SELECT a.id + 1 FROM allocations a WHERE a.pool = ? AND a.id >= ? AND a.id < ?
+) cand
+WHERE NOT EXISTS (SELECT 1 FROM allocations b WHERE b.pool = ? AND b.id = cand.c)`,
+		min, pool, min, max, pool).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("find free id in %s: %w", pool, err)
+	}
+	if !id.Valid {
+		return 0, nil
+	}
+	if err := t.Reserve(ctx, pool, int(id.Int64), networkID); err != nil {
+		return 0, err
+	}
+	return int(id.Int64), nil
+}
+
+// Reserve takes a specific id of pool; ErrDuplicate if it is taken.
+func (t *Tx) Reserve(ctx context.Context, pool string, id int, networkID string) error {
+	if _, err := t.Exec(ctx, `INSERT INTO allocations (pool, id, network_id) VALUES (?, ?, ?)`, pool, id, networkID); err != nil {
+		return fmt.Errorf("reserve %s id %d: %w", pool, id, err)
+	}
+	return nil
+}
+
+// AllocationOwner returns the network holding id in pool, or "".
+func (t *Tx) AllocationOwner(ctx context.Context, pool string, id int) (string, error) {
+	var owner string
+	err := t.QueryRow(ctx, `SELECT network_id FROM allocations WHERE pool = ? AND id = ?`, pool, id).Scan(&owner)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("allocation owner %s/%d: %w", pool, id, err)
+	}
+	return owner, nil
+}
+
+// --- segments ---
+
+const segmentCols = `network_id, pod_id, network_type, segmentation_id, physical_network, created_at`
+
+func scanSegment(s interface{ Scan(...any) error }) (api.Segment, error) {
+	var g api.Segment
+	var created int64
+	err := s.Scan(&g.NetworkID, &g.PodID, &g.NetworkType, &g.SegmentationID, &g.PhysicalNetwork, &created)
+	g.CreatedAt = fromMicros(created)
+	return g, err
+}
+
+// InsertSegment adds the segment of a network in a pod; ErrDuplicate if one exists.
+func (t *Tx) InsertSegment(ctx context.Context, g api.Segment) error {
+	_, err := t.Exec(ctx, `INSERT INTO segments (`+segmentCols+`) VALUES (?, ?, ?, ?, ?, ?)`,
+		g.NetworkID, g.PodID, g.NetworkType, g.SegmentationID, g.PhysicalNetwork, micros(g.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("insert segment %s/%s: %w", g.NetworkID, g.PodID, err)
+	}
+	return nil
+}
+
+// UpdateSegment sets the bottom segment of a network in a pod.
+func (t *Tx) UpdateSegment(ctx context.Context, g api.Segment) error {
+	_, err := t.Exec(ctx, `UPDATE segments SET network_type = ?, segmentation_id = ?, physical_network = ? WHERE network_id = ? AND pod_id = ?`,
+		g.NetworkType, g.SegmentationID, g.PhysicalNetwork, g.NetworkID, g.PodID)
+	if err != nil {
+		return fmt.Errorf("update segment %s/%s: %w", g.NetworkID, g.PodID, err)
+	}
+	return nil
+}
+
+// DeleteSegment removes the segment of a network in a pod.
+func (t *Tx) DeleteSegment(ctx context.Context, networkID, podID string) error {
+	if _, err := t.Exec(ctx, `DELETE FROM segments WHERE network_id = ? AND pod_id = ?`, networkID, podID); err != nil {
+		return fmt.Errorf("delete segment %s/%s: %w", networkID, podID, err)
+	}
+	return nil
+}
+
+// Segments returns a network's segments ordered by pod.
+func (t *Tx) Segments(ctx context.Context, networkID string) ([]api.Segment, error) {
+	rows, err := t.Query(ctx, `SELECT `+segmentCols+` FROM segments WHERE network_id = ? ORDER BY pod_id`, networkID)
+	if err != nil {
+		return nil, fmt.Errorf("segments of %s: %w", networkID, err)
+	}
+	out, err := collect(rows, scanSegment)
+	if err != nil {
+		return nil, fmt.Errorf("segments of %s: %w", networkID, err)
+	}
+	return out, nil
+}
+
+// --- subnets ---
+
+const subnetCols = `id, network_id, cidr, gateway_ip, created_at`
+
+func scanSubnet(s interface{ Scan(...any) error }) (api.Subnet, error) {
+	var n api.Subnet
+	var created int64
+	err := s.Scan(&n.ID, &n.NetworkID, &n.CIDR, &n.GatewayIP, &created)
+	n.CreatedAt = fromMicros(created)
+	return n, err
+}
+
+// InsertSubnet adds a subnet.
+func (t *Tx) InsertSubnet(ctx context.Context, n api.Subnet) error {
+	_, err := t.Exec(ctx, `INSERT INTO subnets (`+subnetCols+`) VALUES (?, ?, ?, ?, ?)`,
+		n.ID, n.NetworkID, n.CIDR, n.GatewayIP, micros(n.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("insert subnet %s: %w", n.ID, err)
+	}
+	return nil
+}
+
+// DeleteSubnet removes a subnet.
+func (t *Tx) DeleteSubnet(ctx context.Context, id string) error {
+	r, err := t.Exec(ctx, `DELETE FROM subnets WHERE id = ?`, id)
+	if err != nil {
+		return fmt.Errorf("delete subnet %s: %w", id, err)
+	}
+	if n, _ := r.RowsAffected(); n == 0 {
+		return fmt.Errorf("subnet %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// GetSubnet returns a subnet or ErrNotFound.
+func (t *Tx) GetSubnet(ctx context.Context, id string) (api.Subnet, error) {
+	n, err := scanSubnet(t.QueryRow(ctx, `SELECT `+subnetCols+` FROM subnets WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return n, fmt.Errorf("subnet %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return n, fmt.Errorf("get subnet %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// SubnetFilter filters ListSubnets.
+type SubnetFilter struct {
+	NetworkID string
+}
+
+// ListSubnets returns a page of subnets.
+func (t *Tx) ListSubnets(ctx context.Context, f SubnetFilter, p Page) (api.List[api.Subnet], error) {
+	var where []string
+	var args []any
+	if f.NetworkID != "" {
+		where, args = append(where, "network_id = ?"), append(args, f.NetworkID)
+	}
+	q, args, limit := p.clause(where, args)
+	rows, err := t.Query(ctx, `SELECT `+subnetCols+` FROM subnets`+q, args...)
+	if err != nil {
+		return api.List[api.Subnet]{}, fmt.Errorf("list subnets: %w", err)
+	}
+	items, err := collect(rows, scanSubnet)
+	if err != nil {
+		return api.List[api.Subnet]{}, fmt.Errorf("list subnets: %w", err)
+	}
+	return pageOf(items, limit, func(n api.Subnet) string { return n.ID }), nil
+}
+
+// --- ports ---
+
+const portCols = `id, network_id, pod_id, mac, ips, device_owner, created_at`
+
+func scanPort(s interface{ Scan(...any) error }) (api.Port, error) {
+	var p api.Port
+	var ips string
+	var created int64
+	if err := s.Scan(&p.ID, &p.NetworkID, &p.PodID, &p.MAC, &ips, &p.DeviceOwner, &created); err != nil {
+		return p, err
+	}
+	p.CreatedAt = fromMicros(created)
+	var err error
+	p.IPs, err = parseList(ips)
+	return p, err
+}
+
+// InsertPort adds a port; ErrDuplicate for a duplicate id or MAC in the network.
+func (t *Tx) InsertPort(ctx context.Context, p api.Port) error {
+	_, err := t.Exec(ctx, `INSERT INTO ports (`+portCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		p.ID, p.NetworkID, p.PodID, p.MAC, jsonList(p.IPs), p.DeviceOwner, micros(p.CreatedAt))
+	if err != nil {
+		return fmt.Errorf("insert port %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+// DeletePort removes a port.
+func (t *Tx) DeletePort(ctx context.Context, id string) error {
+	r, err := t.Exec(ctx, `DELETE FROM ports WHERE id = ?`, id)
+	if err != nil {
+		return fmt.Errorf("delete port %s: %w", id, err)
+	}
+	if n, _ := r.RowsAffected(); n == 0 {
+		return fmt.Errorf("port %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// GetPort returns a port or ErrNotFound.
+func (t *Tx) GetPort(ctx context.Context, id string) (api.Port, error) {
+	p, err := scanPort(t.QueryRow(ctx, `SELECT `+portCols+` FROM ports WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, fmt.Errorf("port %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return p, fmt.Errorf("get port %s: %w", id, err)
+	}
+	return p, nil
+}
+
+// PortFilter filters ListPorts.
+type PortFilter struct {
+	NetworkID string
+	PodID     string
+	MAC       string
+}
+
+// ListPorts returns a page of ports.
+func (t *Tx) ListPorts(ctx context.Context, f PortFilter, p Page) (api.List[api.Port], error) {
+	var where []string
+	var args []any
+	if f.NetworkID != "" {
+		where, args = append(where, "network_id = ?"), append(args, f.NetworkID)
+	}
+	if f.PodID != "" {
+		where, args = append(where, "pod_id = ?"), append(args, f.PodID)
+	}
+	if f.MAC != "" {
+		where, args = append(where, "mac = ?"), append(args, f.MAC)
+	}
+	q, args, limit := p.clause(where, args)
+	rows, err := t.Query(ctx, `SELECT `+portCols+` FROM ports`+q, args...)
+	if err != nil {
+		return api.List[api.Port]{}, fmt.Errorf("list ports: %w", err)
+	}
+	items, err := collect(rows, scanPort)
+	if err != nil {
+		return api.List[api.Port]{}, fmt.Errorf("list ports: %w", err)
+	}
+	return pageOf(items, limit, func(p api.Port) string { return p.ID }), nil
+}
+
+// CountPorts counts a network's ports, in one pod when podID is set.
+func (t *Tx) CountPorts(ctx context.Context, networkID, podID string) (int, error) {
+	q, args := `SELECT COUNT(*) FROM ports WHERE network_id = ?`, []any{networkID}
+	if podID != "" {
+		q, args = q+` AND pod_id = ?`, append(args, podID)
+	}
+	var n int
+	if err := t.QueryRow(ctx, q, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count ports of %s: %w", networkID, err)
+	}
+	return n, nil
+}
+
+// --- gateways ---
+
+const gatewayCols = `id, pod_id, vtep, backend, dvr_mac, populate_macs, revision, last_seen`
+
+func scanGateway(s interface{ Scan(...any) error }) (api.Gateway, error) {
+	var g api.Gateway
+	var pop int
+	var seen int64
+	err := s.Scan(&g.ID, &g.PodID, &g.VTEP, &g.Backend, &g.DVRMAC, &pop, &g.Revision, &seen)
+	g.PopulateMACs = pop != 0
+	g.LastSeen = fromMicros(seen)
+	return g, err
+}
+
+// UpsertGateway registers or refreshes a gateway.
+func (t *Tx) UpsertGateway(ctx context.Context, g api.Gateway) error {
+	_, err := t.Exec(ctx, `INSERT INTO gateways (`+gatewayCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET pod_id = excluded.pod_id, vtep = excluded.vtep, backend = excluded.backend,
+	dvr_mac = excluded.dvr_mac, populate_macs = excluded.populate_macs, revision = excluded.revision, last_seen = excluded.last_seen`,
+		g.ID, g.PodID, g.VTEP, g.Backend, g.DVRMAC, boolInt(g.PopulateMACs), g.Revision, micros(g.LastSeen))
+	if err != nil {
+		return fmt.Errorf("upsert gateway %s: %w", g.ID, err)
+	}
+	return nil
+}
+
+// DeleteGateway removes a gateway.
+func (t *Tx) DeleteGateway(ctx context.Context, id string) error {
+	r, err := t.Exec(ctx, `DELETE FROM gateways WHERE id = ?`, id)
+	if err != nil {
+		return fmt.Errorf("delete gateway %s: %w", id, err)
+	}
+	if n, _ := r.RowsAffected(); n == 0 {
+		return fmt.Errorf("gateway %s: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// GetGateway returns a gateway or ErrNotFound.
+func (t *Tx) GetGateway(ctx context.Context, id string) (api.Gateway, error) {
+	g, err := scanGateway(t.QueryRow(ctx, `SELECT `+gatewayCols+` FROM gateways WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return g, fmt.Errorf("gateway %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return g, fmt.Errorf("get gateway %s: %w", id, err)
+	}
+	return g, nil
+}
+
+// GatewayFilter filters ListGateways.
+type GatewayFilter struct {
+	PodID string
+}
+
+// ListGateways returns a page of gateways.
+func (t *Tx) ListGateways(ctx context.Context, f GatewayFilter, p Page) (api.List[api.Gateway], error) {
+	var where []string
+	var args []any
+	if f.PodID != "" {
+		where, args = append(where, "pod_id = ?"), append(args, f.PodID)
+	}
+	q, args, limit := p.clause(where, args)
+	rows, err := t.Query(ctx, `SELECT `+gatewayCols+` FROM gateways`+q, args...)
+	if err != nil {
+		return api.List[api.Gateway]{}, fmt.Errorf("list gateways: %w", err)
+	}
+	items, err := collect(rows, scanGateway)
+	if err != nil {
+		return api.List[api.Gateway]{}, fmt.Errorf("list gateways: %w", err)
+	}
+	return pageOf(items, limit, func(g api.Gateway) string { return g.ID }), nil
+}
