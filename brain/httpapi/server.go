@@ -65,7 +65,7 @@ type Server struct {
 
 	routeList []Route
 	requests  *prometheus.HistogramVec
-	errors5  prometheus.Counter
+	errors5   prometheus.Counter
 }
 
 // New builds the API over svc and hub.

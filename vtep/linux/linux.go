@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -228,6 +229,7 @@ func (b *Backend) Set(ctx context.Context, cfg vtep.Config) (vtep.Result, error)
 	if err != nil {
 		return res, fmt.Errorf("list links: %w", err)
 	}
+	slices.SortFunc(links, func(a, b kLink) int { return strings.Compare(a.Name, b.Name) })
 	byName := make(map[string]kLink, len(links))
 	for _, l := range links {
 		byName[l.Name] = l
@@ -269,7 +271,7 @@ func (b *Backend) Set(ctx context.Context, cfg vtep.Config) (vtep.Result, error)
 			errs.add(err)
 			break
 		}
-		ok, created := b.ensureDevices(n, byName, locals, &errs)
+		ok, created := b.ensureDevices(n, links, byName, locals, &errs)
 		if created {
 			res.Added.Networks++
 		}
@@ -285,7 +287,7 @@ func (b *Backend) Set(ctx context.Context, cfg vtep.Config) (vtep.Result, error)
 // ensureDevices makes the bridge and VXLAN device of n exist with the right
 // attributes, the VXLAN device and the local interface enslaved and all up.
 // ok says the devices exist, so entries can be programmed.
-func (b *Backend) ensureDevices(n vtep.Network, byName map[string]kLink, locals map[string]uint32, errs *errList) (ok, created bool) {
+func (b *Backend) ensureDevices(n vtep.Network, links []kLink, byName map[string]kLink, locals map[string]uint32, errs *errList) (ok, created bool) {
 	brName, vxName := b.BridgeName(n.VNI), b.VXLANName(n.VNI)
 	br, exists := byName[brName]
 	switch {
@@ -361,7 +363,7 @@ func (b *Backend) ensureDevices(n vtep.Network, byName map[string]kLink, locals 
 
 	// Release whatever else sits in the bridge, unless another network
 	// wants it (it moves there when that network is synced).
-	for _, p := range byName {
+	for _, p := range links {
 		if p.Master == brName && p.Name != vxName && p.Name != n.LocalInterface {
 			if _, elsewhere := locals[p.Name]; elsewhere {
 				continue
@@ -477,6 +479,18 @@ func (b *Backend) syncFDB(n vtep.Network, res *vtep.Result, errs *errList) {
 		}
 	}
 	if len(dels) > 0 {
+		slices.SortFunc(dels, func(a, b fdbEntry) int {
+			if a.Master != b.Master {
+				if a.Master {
+					return 1
+				}
+				return -1
+			}
+			if c := bytes.Compare(a.MAC, b.MAC); c != 0 {
+				return c
+			}
+			return a.VTEP.Compare(b.VTEP)
+		})
 		delErrs := b.k.DelFDB(dev, dels)
 		for i, e := range dels {
 			if err := delErrs[i]; err != nil {
