@@ -259,6 +259,12 @@ func (c *Client) CreateSubnet(ctx context.Context, s Subnet) (Subnet, error) {
 	return out, c.do(ctx, http.MethodPost, "/v1/subnets", nil, s, &out)
 }
 
+// GetSubnet returns a subnet.
+func (c *Client) GetSubnet(ctx context.Context, id string) (Subnet, error) {
+	var out Subnet
+	return out, c.do(ctx, http.MethodGet, "/v1/subnets/"+url.PathEscape(id), nil, nil, &out)
+}
+
 // ListSubnets returns a page of subnets.
 func (c *Client) ListSubnets(ctx context.Context, o ListOptions) (List[Subnet], error) {
 	return list[Subnet](ctx, c, "/v1/subnets", o)
