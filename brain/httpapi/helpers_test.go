@@ -116,3 +116,5 @@ func statusOf(err error) int {
 	}
 	return -1
 }
+
+func sharedPostgres(t *testing.T) string { return pgtest.SharedDatabase(t) }
