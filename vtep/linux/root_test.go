@@ -286,6 +286,21 @@ func TestRootPopulatedPing(t *testing.T) {
 		t.Fatalf("Set after restart: %+v", res)
 	}
 	w.quiet(t, "idempotent Set and restart")
+
+	// The watch does see writes: a repair after drift shows up.
+	if err := h.NeighDel(&netlink.Neigh{LinkIndex: br.Attrs().Index, IP: p.vmB.IPv4.Addr().AsSlice()}); err != nil {
+		t.Fatal(err)
+	}
+	if res := mustSet(t, b2, cfgA); res != (vtep.Result{Added: vtep.Counts{Neighbors: 1}}) {
+		t.Fatalf("repair: %+v", res)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for w.events.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("netlink watch saw no notification for a real write")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	pingBoth(t, p.vmA, p.vmB)
 }
 
