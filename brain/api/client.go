@@ -58,6 +58,11 @@ func WithTLS(cfg *tls.Config) Option {
 	}
 }
 
+// WithTransport sets the HTTP transport (e.g. a dialer into a namespace).
+func WithTransport(rt http.RoundTripper) Option {
+	return func(c *Client) { c.http.Transport, c.stream.Transport = rt, rt }
+}
+
 // WithTimeout sets the timeout of non-watch requests (default 30s).
 func WithTimeout(d time.Duration) Option { return func(c *Client) { c.http.Timeout = d } }
 

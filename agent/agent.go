@@ -1,0 +1,307 @@
+// Package agent is the gateway agent: it keeps its pod's desired state from
+// the brain, learns where every pod's gateways are by gossip, and reconciles
+// the gateway's dataplane to match, never flushing what works.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/l2span/l2span/agent/gossip"
+	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/internal/sdnotify"
+	"github.com/l2span/l2span/vtep"
+)
+
+// Config is the agent's validated configuration.
+type Config struct {
+	Pod       string
+	GatewayID string
+
+	Brain *api.Client
+
+	Gossip gossip.Config
+	Weight uint16
+
+	VTEP   netip.Addr
+	DVRMAC net.HardwareAddr
+	// LocalInterface is the template naming the interface that carries a
+	// network's pod-local segment (see InterfaceTemplate).
+	LocalInterface string
+	PopulateMACs   bool
+	Resync         time.Duration
+	// StateDir holds the cached desired state; empty disables the cache.
+	StateDir string
+	// MetricsListen serves /metrics, /healthz and /readyz; empty disables it.
+	MetricsListen string
+	Logger        *slog.Logger
+}
+
+// Agent is one running gateway agent.
+type Agent struct {
+	cfg    Config
+	dp     vtep.Dataplane
+	gossip *gossip.Gossip
+	sync   *Syncer
+	rec    *Reconciler
+	reg    *prometheus.Registry
+	log    *slog.Logger
+
+	mu       sync.Mutex
+	previous map[ForwarderKey]netip.Addr
+	lastPlan Plan
+	ready    bool
+	healthy  bool
+	failures int
+}
+
+// New builds an agent over dp (already open). It does not start anything.
+func New(cfg Config, dp vtep.Dataplane) (*Agent, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Resync <= 0 {
+		cfg.Resync = 30 * time.Second
+	}
+	a := &Agent{cfg: cfg, dp: dp, reg: prometheus.NewRegistry(), log: cfg.Logger, healthy: true}
+	cfg.Gossip.Logger = cfg.Logger.With("component", "gossip")
+	if cfg.Gossip.NodeName == "" {
+		cfg.Gossip.NodeName = cfg.GatewayID
+	}
+	var err error
+	a.gossip, err = gossip.New(cfg.Gossip, a.meta(true))
+	if err != nil {
+		return nil, fmt.Errorf("start gossip: %w", err)
+	}
+	gw := api.Gateway{ID: cfg.GatewayID, PodID: cfg.Pod, VTEP: cfg.VTEP.String(), Backend: gossip.BackendLinux,
+		PopulateMACs: cfg.PopulateMACs}
+	if cfg.DVRMAC != nil {
+		gw.DVRMAC = cfg.DVRMAC.String()
+	}
+	cache := ""
+	if cfg.StateDir != "" {
+		cache = filepath.Join(cfg.StateDir, "pod-state.json")
+	}
+	a.rec = NewReconciler(dp, a.plan, cfg.Resync, cfg.Logger.With("component", "reconcile"), a.reg)
+	a.sync = NewSyncer(cfg.Brain, gw, cache, cfg.Logger.With("component", "sync"), a.rec.Trigger)
+	a.rec.healthy = a.setHealthy
+	a.rec.synced = func() {
+		a.mu.Lock()
+		a.ready = true
+		a.mu.Unlock()
+		sdnotify.Ready()
+		a.log.Info("dataplane in sync; ready")
+	}
+	a.registerMetrics()
+	return a, nil
+}
+
+func (a *Agent) meta(healthy bool) gossip.Meta {
+	return gossip.Meta{Pod: a.cfg.Pod, GatewayID: a.cfg.GatewayID, VTEP: a.cfg.VTEP, Backend: gossip.BackendLinux,
+		DVRMAC: a.cfg.DVRMAC, Healthy: healthy, Weight: a.cfg.Weight}
+}
+
+// plan builds the dataplane plan from the current inputs.
+func (a *Agent) plan() (Plan, bool) {
+	st, ok := a.sync.State()
+	if !ok {
+		return Plan{}, false
+	}
+	a.mu.Lock()
+	prev := a.previous
+	a.mu.Unlock()
+	p := BuildPlan(PlanInput{
+		State: st, Members: a.gossip.Members(), Self: a.gossip.Name(), PodID: a.cfg.Pod,
+		LocalInterface: InterfaceTemplate(a.cfg.LocalInterface, a.log), PopulateMACs: a.cfg.PopulateMACs,
+		Previous: prev,
+	})
+	for _, s := range p.Skipped {
+		a.log.Warn("skipped", "reason", s)
+	}
+	a.mu.Lock()
+	a.previous = p.Forwarders
+	a.lastPlan = p
+	a.mu.Unlock()
+	return p, true
+}
+
+// setHealthy withdraws this gateway from forwarder election after repeated
+// dataplane failures, and puts it back after a success.
+func (a *Agent) setHealthy(ok bool) {
+	a.mu.Lock()
+	if ok {
+		a.failures = 0
+	} else {
+		a.failures++
+	}
+	want := a.failures < 3
+	change := want != a.healthy
+	a.healthy = want
+	a.mu.Unlock()
+	if change {
+		a.log.Warn("gateway health changed", "healthy", want)
+		if err := a.gossip.SetMeta(a.meta(want)); err != nil {
+			a.log.Warn("announce health", "err", err)
+		}
+	}
+}
+
+// Run runs the agent until ctx ends; on the way out it leaves gossip
+// gracefully and leaves the dataplane as it is.
+func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	if a.cfg.MetricsListen != "" {
+		ln, err := net.Listen("tcp", a.cfg.MetricsListen)
+		if err != nil {
+			return fmt.Errorf("listen for metrics on %s: %w", a.cfg.MetricsListen, err)
+		}
+		srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics server: %w", err)
+			}
+		}()
+		defer srv.Close()
+	}
+	wg.Add(4)
+	go func() {
+		defer wg.Done()
+		if err := a.gossip.Join(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("gossip join", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-a.gossip.Changed():
+				a.rec.Trigger()
+			}
+		}
+	}()
+	go func() { defer wg.Done(); a.sync.Run(ctx) }()
+	go func() { defer wg.Done(); a.rec.Run(ctx) }()
+	stopWatchdog := sdnotify.StartWatchdog(ctx, func() error {
+		if !a.Healthy() {
+			return errors.New("unhealthy")
+		}
+		return nil
+	})
+	defer stopWatchdog()
+	a.log.Info("agent running", "pod", a.cfg.Pod, "gateway", a.cfg.GatewayID, "vtep", a.cfg.VTEP, "gossip", a.gossip.LocalAddr())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sdnotify.Stopping()
+	cancel()
+	wg.Wait()
+	if lerr := a.gossip.Leave(gossip.DefaultLeaveTimeout); lerr != nil {
+		a.log.Debug("gossip leave", "err", lerr)
+	}
+	a.gossip.Shutdown()
+	return err
+}
+
+// Healthy reports whether the dataplane takes its plan.
+func (a *Agent) Healthy() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.healthy
+}
+
+// Ready reports whether the dataplane has been in sync at least once.
+func (a *Agent) Ready() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.ready
+}
+
+// Registry is the agent's metrics registry.
+func (a *Agent) Registry() *prometheus.Registry { return a.reg }
+
+func (a *Agent) registerMetrics() {
+	a.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "l2span_agent_brain_connected", Help: "1 while the brain watch is up."},
+			func() float64 { return b2f(a.sync.Status().Connected) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "l2span_agent_desired_revision", Help: "Revision of the desired state held."},
+			func() float64 { return float64(a.sync.Status().Revision) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "l2span_agent_last_sync_age_seconds", Help: "Seconds since the last brain event."},
+			func() float64 {
+				t := a.sync.Status().LastEvent
+				if t.IsZero() {
+					return -1
+				}
+				return time.Since(t).Seconds()
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "l2span_agent_gossip_members", Help: "Live gossip members, this gateway included."},
+			func() float64 {
+				n := 0
+				for _, m := range a.gossip.Members() {
+					if m.Live() {
+						n++
+					}
+				}
+				return float64(n)
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "l2span_agent_healthy", Help: "1 while the dataplane takes its plan."},
+			func() float64 { return b2f(a.Healthy()) }),
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
+	)
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (a *Agent) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		if !a.Healthy() {
+			http.Error(w, "dataplane failing", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !a.Ready() {
+			http.Error(w, "not synced yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// EnsureStateDir creates the state directory.
+func EnsureStateDir(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,224 @@
+// Command l2span-agent runs on a gateway host: it programs the host's kernel
+// VXLAN dataplane with the MACs and IPs of ports in other pods.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/l2span/l2span/agent"
+	"github.com/l2span/l2span/agent/gossip"
+	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/internal/flagfile"
+	"github.com/l2span/l2span/internal/logging"
+	"github.com/l2span/l2span/vtep/linux"
+)
+
+type flags struct {
+	pod, gatewayID                  string
+	brainURL, tokenFile, caFile     string
+	gossipBind, gossipAdvertise     string
+	gossipSeeds, gossipKeyFile      string
+	probeInterval, probeTimeout     time.Duration
+	suspicionMult                   int
+	weight                          uint
+	vtep, underlay, dvrMAC, localIf string
+	vxlanPort                       uint
+	mtu                             int
+	populate                        bool
+	resync                          time.Duration
+	stateDir, metricsListen         string
+	logFormat, logLevel             string
+	checkConfig                     bool
+	prefix                          string
+}
+
+func parse(args []string) (*flags, agent.Config, error) {
+	f := &flags{}
+	var cfg agent.Config
+	host, _ := os.Hostname()
+	fs := flag.NewFlagSet("l2span-agent", flag.ContinueOnError)
+	fs.String("config", "", "config file of `key = value` lines (keys are these flag names)")
+	fs.StringVar(&f.pod, "pod", "", "id of the pod this gateway serves (required)")
+	fs.StringVar(&f.gatewayID, "gateway-id", host, "this gateway's id (gossip node name)")
+	fs.StringVar(&f.brainURL, "brain-url", "http://127.0.0.1:9696", "brain API URL")
+	fs.StringVar(&f.tokenFile, "brain-token-file", "", "file holding the brain's bearer token")
+	fs.StringVar(&f.caFile, "brain-ca-file", "", "CA bundle to verify an https brain")
+	fs.StringVar(&f.gossipBind, "gossip-bind", "0.0.0.0:7946", "HOST:PORT gossip listens on")
+	fs.StringVar(&f.gossipAdvertise, "gossip-advertise", "", "HOST:PORT other gateways reach this one at (default: the VTEP IP and bind port)")
+	fs.StringVar(&f.gossipSeeds, "gossip-seeds", "", "comma-separated HOST:PORT of gateways to join")
+	fs.StringVar(&f.gossipKeyFile, "gossip-key-file", "", "file of base64 gossip keys (16, 24 or 32 bytes), one per line, the first used to encrypt")
+	fs.DurationVar(&f.probeInterval, "gossip-probe-interval", gossip.DefaultProbeInterval, "failure detector probe interval")
+	fs.DurationVar(&f.probeTimeout, "gossip-probe-timeout", gossip.DefaultProbeTimeout, "failure detector probe timeout")
+	fs.IntVar(&f.suspicionMult, "gossip-suspicion-mult", gossip.DefaultSuspicionMult, "suspicion timeout multiplier")
+	fs.UintVar(&f.weight, "weight", uint(gossip.DefaultWeight), "designated forwarder weight (share of networks this gateway forwards)")
+	fs.StringVar(&f.vtep, "vtep", "", "this gateway's VTEP (tunnel source) IP (required)")
+	fs.StringVar(&f.underlay, "underlay-dev", "", "device VXLAN leaves by (default: by route)")
+	fs.UintVar(&f.vxlanPort, "vxlan-port", linux.DefaultPort, "VXLAN UDP port")
+	fs.IntVar(&f.mtu, "mtu", 0, "MTU of the bridges and VXLAN devices (0: kernel default)")
+	fs.StringVar(&f.prefix, "device-prefix", linux.DefaultPrefix, "prefix of the devices this agent owns")
+	fs.StringVar(&f.dvrMAC, "dvr-mac", "", "this gateway host's DVR MAC registered in its local Neutron")
+	fs.StringVar(&f.localIf, "local-interface", "", "template of the interface carrying a network's pod-local segment: {vni} {type} {id} {physnet}")
+	fs.BoolVar(&f.populate, "populate-macs", true, "program remote MACs and IPs (false: flood-and-learn)")
+	fs.DurationVar(&f.resync, "resync-interval", 30*time.Second, "full resync period that repairs drift")
+	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/l2span-agent", "directory for the cached desired state (empty: no cache)")
+	fs.StringVar(&f.metricsListen, "metrics-listen", "127.0.0.1:9697", "HOST:PORT for /metrics, /healthz, /readyz (empty: off)")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&f.checkConfig, "check-config", false, "validate the configuration and exit")
+	if err := flagfile.Parse(fs, args); err != nil {
+		return nil, cfg, err
+	}
+	if f.pod == "" {
+		return nil, cfg, errors.New("pod is required")
+	}
+	if f.gatewayID == "" {
+		return nil, cfg, errors.New("gateway-id is required")
+	}
+	var err error
+	if cfg.VTEP, err = netip.ParseAddr(f.vtep); err != nil {
+		return nil, cfg, fmt.Errorf("vtep %q: not an IP address", f.vtep)
+	}
+	if f.dvrMAC != "" {
+		if cfg.DVRMAC, err = net.ParseMAC(f.dvrMAC); err != nil || len(cfg.DVRMAC) != 6 {
+			return nil, cfg, fmt.Errorf("dvr-mac %q: not a 48-bit MAC", f.dvrMAC)
+		}
+	}
+	if f.vxlanPort == 0 || f.vxlanPort > 65535 {
+		return nil, cfg, fmt.Errorf("vxlan-port %d: want 1-65535", f.vxlanPort)
+	}
+	if f.weight == 0 || f.weight > 65535 {
+		return nil, cfg, fmt.Errorf("weight %d: want 1-65535", f.weight)
+	}
+	if f.resync < time.Second {
+		return nil, cfg, fmt.Errorf("resync-interval %s: want at least 1s", f.resync)
+	}
+	opts := []api.Option{}
+	if f.tokenFile != "" {
+		b, err := os.ReadFile(f.tokenFile)
+		if err != nil {
+			return nil, cfg, fmt.Errorf("brain-token-file: %w", err)
+		}
+		opts = append(opts, api.WithToken(strings.TrimSpace(string(b))))
+	}
+	if f.caFile != "" {
+		pem, err := os.ReadFile(f.caFile)
+		if err != nil {
+			return nil, cfg, fmt.Errorf("brain-ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, cfg, fmt.Errorf("brain-ca-file %s: no PEM certificates", f.caFile)
+		}
+		opts = append(opts, api.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	}
+	if cfg.Brain, err = api.NewClient(f.brainURL, opts...); err != nil {
+		return nil, cfg, fmt.Errorf("brain-url: %w", err)
+	}
+	g := gossip.Config{NodeName: f.gatewayID, ProbeInterval: f.probeInterval, ProbeTimeout: f.probeTimeout, SuspicionMult: f.suspicionMult}
+	if g.BindAddr, g.BindPort, err = hostPort(f.gossipBind); err != nil {
+		return nil, cfg, fmt.Errorf("gossip-bind: %w", err)
+	}
+	if f.gossipAdvertise != "" {
+		if g.AdvertiseAddr, g.AdvertisePort, err = hostPort(f.gossipAdvertise); err != nil {
+			return nil, cfg, fmt.Errorf("gossip-advertise: %w", err)
+		}
+	} else {
+		g.AdvertiseAddr, g.AdvertisePort = cfg.VTEP.String(), g.BindPort
+	}
+	for _, s := range strings.Split(f.gossipSeeds, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			g.Seeds = append(g.Seeds, s)
+		}
+	}
+	if f.gossipKeyFile != "" {
+		b, err := os.ReadFile(f.gossipKeyFile)
+		if err != nil {
+			return nil, cfg, fmt.Errorf("gossip-key-file: %w", err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			k, err := base64.StdEncoding.DecodeString(line)
+			if err != nil {
+				return nil, cfg, fmt.Errorf("gossip-key-file %s line %d: not base64", f.gossipKeyFile, i+1)
+			}
+			g.SecretKeys = append(g.SecretKeys, k)
+		}
+	}
+	if err := g.Validate(); err != nil {
+		return nil, cfg, fmt.Errorf("gossip: %w", err)
+	}
+	log, err := logging.New(os.Stderr, f.logFormat, f.logLevel)
+	if err != nil {
+		return nil, cfg, err
+	}
+	cfg.Pod, cfg.GatewayID, cfg.Gossip, cfg.Weight = f.pod, f.gatewayID, g, uint16(f.weight)
+	cfg.LocalInterface, cfg.PopulateMACs, cfg.Resync = f.localIf, f.populate, f.resync
+	cfg.StateDir, cfg.MetricsListen, cfg.Logger = f.stateDir, f.metricsListen, log
+	return f, cfg, nil
+}
+
+func hostPort(s string) (string, int, error) {
+	h, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, err
+	}
+	var port int
+	if _, err := fmt.Sscan(p, &port); err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q", p)
+	}
+	return h, port, nil
+}
+
+func main() {
+	f, cfg, err := parse(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "l2span-agent:", err)
+		os.Exit(2)
+	}
+	if f.checkConfig {
+		fmt.Println("configuration ok")
+		return
+	}
+	if err := run(f, cfg); err != nil {
+		cfg.Logger.Error("agent stopped", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(f *flags, cfg agent.Config) error {
+	if err := agent.EnsureStateDir(cfg.StateDir); err != nil {
+		return err
+	}
+	dp, err := linux.New(linux.Options{LocalVTEP: cfg.VTEP, UnderlayDev: f.underlay, Port: uint16(f.vxlanPort),
+		MTU: f.mtu, Prefix: f.prefix, Logger: cfg.Logger.With("component", "vtep")})
+	if err != nil {
+		return fmt.Errorf("open linux dataplane: %w", err)
+	}
+	defer dp.Close()
+	a, err := agent.New(cfg, dp)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return a.Run(ctx)
+}

@@ -1,0 +1,154 @@
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/l2span/l2span/agent/gossip"
+	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/vtep"
+)
+
+// Plan is what one gateway must program, with the reasons some of the brain's
+// state could not be placed.
+type Plan struct {
+	Config vtep.Config
+	// Standby lists VNIs this gateway does not forward: another live
+	// gateway of its pod is their designated forwarder.
+	Standby []uint32
+	// Unreachable lists remote pods with no live forwarder in gossip, per
+	// VNI; their entries point at the last forwarder used (Forwarders of the
+	// previous plan), or are left out if there never was one.
+	Unreachable map[uint32][]string
+	// Forwarders is the VTEP chosen for each (VNI, remote pod).
+	Forwarders map[ForwarderKey]netip.Addr
+	// Skipped explains entries that were left out (malformed data).
+	Skipped []string
+}
+
+// PlanInput is everything the plan depends on.
+type PlanInput struct {
+	State   api.PodState
+	Members []gossip.Member
+	// Self is this gateway's gossip node name; PodID its pod.
+	Self  string
+	PodID string
+	// LocalInterface maps a network's local segment to the interface that
+	// carries it on this host ("" when none).
+	LocalInterface func(api.NetworkState) string
+	// PopulateMACs false means flood-and-learn.
+	PopulateMACs bool
+	// Previous is the previous plan's Forwarders. A remote pod whose
+	// gateways all look dead keeps its last forwarder: its kernel dataplane
+	// may well still forward (an agent restart), and withdrawing the entries
+	// would only cut traffic. They go when the brain withdraws the ports.
+	Previous map[ForwarderKey]netip.Addr
+}
+
+// ForwarderKey names the forwarder of one network in one remote pod.
+type ForwarderKey struct {
+	VNI uint32
+	Pod string
+}
+
+// BuildPlan turns the brain's desired state and the gossip view into the
+// dataplane configuration. It is pure: the same input gives the same plan.
+func BuildPlan(in PlanInput) Plan {
+	p := Plan{Unreachable: map[uint32][]string{}, Forwarders: map[ForwarderKey]netip.Addr{}}
+	for _, n := range in.State.Networks {
+		if n.VNI == 0 {
+			p.Skipped = append(p.Skipped, fmt.Sprintf("network %s: no overlay VNI", n.NetworkID))
+			continue
+		}
+		// Only the designated forwarder of this pod bridges the network.
+		if df, ok := gossip.DF(n.VNI, in.PodID, in.Members); ok && df.Name != in.Self {
+			p.Standby = append(p.Standby, n.VNI)
+			continue
+		}
+		nw := vtep.Network{VNI: n.VNI, Learn: !in.PopulateMACs}
+		if in.LocalInterface != nil {
+			nw.LocalInterface = in.LocalInterface(n)
+		}
+		podVTEP := map[string]netip.Addr{}
+		for _, pod := range n.RemotePods {
+			key := ForwarderKey{n.VNI, pod}
+			addr := netip.Addr{}
+			if df, ok := gossip.DF(n.VNI, pod, in.Members); ok && df.Meta.VTEP.IsValid() {
+				addr = df.Meta.VTEP
+			} else {
+				p.Unreachable[n.VNI] = append(p.Unreachable[n.VNI], pod)
+				if addr = in.Previous[key]; !addr.IsValid() {
+					continue
+				}
+			}
+			p.Forwarders[key] = addr
+			podVTEP[pod] = addr
+			nw.Flood = append(nw.Flood, addr)
+		}
+		if in.PopulateMACs {
+			for _, rp := range n.RemotePorts {
+				addr, ok := podVTEP[rp.PodID]
+				if !ok {
+					continue
+				}
+				mac, err := parseMAC(rp.MAC)
+				if err != nil {
+					p.Skipped = append(p.Skipped, fmt.Sprintf("network %s: port MAC %q: %v", n.NetworkID, rp.MAC, err))
+					continue
+				}
+				nw.MACs = append(nw.MACs, vtep.MACEntry{MAC: mac, VTEP: addr})
+				for _, ip := range rp.IPs {
+					a, err := netip.ParseAddr(ip)
+					if err != nil {
+						p.Skipped = append(p.Skipped, fmt.Sprintf("network %s: port IP %q: %v", n.NetworkID, ip, err))
+						continue
+					}
+					nw.Neighbors = append(nw.Neighbors, vtep.Neighbor{IP: a, MAC: mac})
+				}
+			}
+		}
+		p.Config.Networks = append(p.Config.Networks, nw)
+	}
+	p.Config = p.Config.Normalize()
+	return p
+}
+
+func parseMAC(s string) (net.HardwareAddr, error) {
+	hw, err := net.ParseMAC(s)
+	if err == nil && len(hw) != 6 {
+		err = fmt.Errorf("not a 48-bit MAC")
+	}
+	return hw, err
+}
+
+// InterfaceTemplate expands a local-interface template for a network:
+// {vni} the overlay VNI, {type} the local segment's network type, {id} its
+// segmentation id, {physnet} its bottom physical network (without #pod).
+// An empty template means no local attachment.
+func InterfaceTemplate(tmpl string, log *slog.Logger) func(api.NetworkState) string {
+	return func(n api.NetworkState) string {
+		if tmpl == "" {
+			return ""
+		}
+		seg := n.LocalSegment
+		if strings.Contains(tmpl, "{id}") && seg.SegmentationID == 0 {
+			// A mixed network whose pod has not reported its segment yet.
+			if log != nil {
+				log.Warn("local segment not known yet; network not attached", "network", n.NetworkID, "vni", n.VNI)
+			}
+			return ""
+		}
+		physnet, _, _ := strings.Cut(seg.PhysicalNetwork, "#")
+		r := strings.NewReplacer(
+			"{vni}", strconv.FormatUint(uint64(n.VNI), 10),
+			"{type}", seg.NetworkType,
+			"{id}", strconv.Itoa(seg.SegmentationID),
+			"{physnet}", physnet,
+		)
+		return r.Replace(tmpl)
+	}
+}

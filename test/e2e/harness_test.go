@@ -1,0 +1,277 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/test/netns"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries builds the real daemons once per test binary.
+func binaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "l2span-e2e-bin-")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+"/",
+			"github.com/l2span/l2span/brain/cmd/l2span-brain",
+			"github.com/l2span/l2span/agent/cmd/l2span-agent")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// proc is a daemon started inside a namespace, logging to a file.
+type proc struct {
+	t    *testing.T
+	name string
+	ns   *netns.NS
+	argv []string
+	log  string
+	cmd  *exec.Cmd
+}
+
+func startProc(t *testing.T, ns *netns.NS, name string, argv ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, name: name, ns: ns, argv: argv, log: filepath.Join(t.TempDir(), name+".log")}
+	p.start()
+	t.Cleanup(func() {
+		p.kill(syscall.SIGTERM)
+		if t.Failed() {
+			b, _ := os.ReadFile(p.log)
+			t.Logf("--- %s log (last 4KB) ---\n%s", name, tail(b, 4096))
+		}
+	})
+	return p
+}
+
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+func (p *proc) start() {
+	p.t.Helper()
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "=== start %s\n", time.Now().Format(time.RFC3339Nano))
+	p.cmd = exec.Command("ip", append([]string{"netns", "exec", p.ns.Name()}, p.argv...)...)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	// The daemon dies with the test binary even if cleanup never runs.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatalf("start %s: %v", p.name, err)
+	}
+}
+
+// kill signals the daemon (by PID) and waits for it.
+func (p *proc) kill(sig syscall.Signal) {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	p.cmd.Process.Signal(sig)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
+	p.cmd = nil
+}
+
+func (p *proc) restart() {
+	p.t.Helper()
+	p.start()
+}
+
+// lab is a rig of pods with a brain on the underlay and one agent per gateway.
+type lab struct {
+	t      *testing.T
+	rig    *netns.Rig
+	bin    string
+	brain  *proc
+	client *api.Client
+	agents map[string]*proc // by gateway id
+	gws    map[string]*netns.Gateway
+	seeds  []string
+	vni    int
+}
+
+const brainAddr = "198.51.100.1"
+
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	netns.RequireRoot(t)
+	l := &lab{t: t, rig: netns.NewRig(t), bin: binaries(t), agents: map[string]*proc{}, gws: map[string]*netns.Gateway{}}
+	br, err := l.rig.Underlay.Handle().LinkByName("br0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.rig.Underlay.Handle().AddrAdd(br, &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP(brainAddr).To4(), Mask: net.CIDRMask(24, 32)}}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	l.brain = startProc(t, l.rig.Underlay, "brain", l.bin+"/l2span-brain", "--listen", brainAddr+":9696",
+		"--store", "sqlite://"+filepath.Join(dir, "brain.db"), "--vni-ranges", "4000:4999", "--poll-interval", "50ms")
+	// The test reaches the brain from inside the underlay namespace.
+	dialer := &net.Dialer{Timeout: 2 * time.Second}
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := l.rig.Underlay.Do(func() error {
+			var err error
+			c, err = dialer.DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}, MaxIdleConnsPerHost: 16}
+	l.client, err = api.NewClient("http://"+brainAddr+":9696", api.WithTransport(tr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.waitBrain()
+	return l
+}
+
+func (l *lab) waitBrain() {
+	l.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, err := l.client.ListPods(context.Background(), api.ListOptions{Limit: 1})
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			l.t.Fatalf("brain not answering: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// addGateway adds a gateway host to pod and registers its segment
+// interface name template seg{vni}. It does not start the agent.
+func (l *lab) addGateway(pod, host string) *netns.Gateway {
+	gw := l.rig.AddGateway(pod, host)
+	l.gws[pod+"-"+host] = gw
+	l.seeds = append(l.seeds, gw.VTEP.String()+":7946")
+	return gw
+}
+
+type agentOpt func(*[]string)
+
+func noPopulate(args *[]string) { *args = append(*args, "--populate-macs=false") }
+
+// startAgent runs l2span-agent in gw's namespace.
+func (l *lab) startAgent(gw *netns.Gateway, opts ...agentOpt) *proc {
+	id := gw.Pod + "-" + gw.Host
+	args := []string{l.bin + "/l2span-agent", "--pod", gw.Pod, "--gateway-id", id,
+		"--brain-url", "http://" + brainAddr + ":9696", "--vtep", gw.VTEP.String(), "--underlay-dev", gw.UnderlayDev,
+		"--gossip-bind", gw.VTEP.String() + ":7946", "--gossip-seeds", strings.Join(l.seeds, ","),
+		"--local-interface", "seg{vni}", "--state-dir", filepath.Join(l.t.TempDir(), id), "--metrics-listen", "",
+		"--resync-interval", "5s", "--log-level", "debug"}
+	for _, o := range opts {
+		o(&args)
+	}
+	p := startProc(l.t, gw.NS, "agent-"+id, args...)
+	l.agents[id] = p
+	return p
+}
+
+func (l *lab) mkPod(id, az string) {
+	l.t.Helper()
+	if _, err := l.client.CreatePod(context.Background(), api.Pod{ID: id, AZ: az}); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = cond(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, d, err)
+}
+
+// fdbDst returns the VTEP a MAC points to on the gateway's VXLAN device of vni.
+func fdbDst(gw *netns.Gateway, vni int, mac string) (netip.Addr, error) {
+	h := gw.Handle()
+	link, err := h.LinkByName(fmt.Sprintf("l2sv%d", vni))
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	neighs, err := h.NeighList(link.Attrs().Index, syscall.AF_BRIDGE)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	for _, n := range neighs {
+		if n.HardwareAddr.String() == mac && n.Flags&netlink.NTF_SELF != 0 && n.IP != nil {
+			a, _ := netip.AddrFromSlice(n.IP)
+			return a.Unmap(), nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("no fdb entry for %s on l2sv%d in %s", mac, vni, gw.Name())
+}
+
+func pingAll(t *testing.T, vms []*netns.VM, within time.Duration) {
+	t.Helper()
+	for _, a := range vms {
+		for _, b := range vms {
+			if a == b {
+				continue
+			}
+			for _, ip := range []netip.Addr{b.IPv4.Addr(), b.IPv6.Addr()} {
+				eventually(t, within, fmt.Sprintf("%s pings %s", a.Host, ip), func() error {
+					return netns.PingOnce(a.NS, ip, 300*time.Millisecond)
+				})
+			}
+		}
+	}
+}
