@@ -28,7 +28,7 @@ var (
 )
 
 // binaries builds the real daemons once per test binary.
-func binaries(t *testing.T) string {
+func binaries(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		binDir, buildErr = os.MkdirTemp("", "l2span-e2e-bin-")
@@ -59,7 +59,7 @@ func TestMain(m *testing.M) {
 
 // proc is a daemon started inside a namespace, logging to a file.
 type proc struct {
-	t    *testing.T
+	t    testing.TB
 	name string
 	ns   *netns.NS
 	argv []string
@@ -67,7 +67,7 @@ type proc struct {
 	cmd  *exec.Cmd
 }
 
-func startProc(t *testing.T, ns *netns.NS, name string, argv ...string) *proc {
+func startProc(t testing.TB, ns *netns.NS, name string, argv ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, name: name, ns: ns, argv: argv, log: filepath.Join(t.TempDir(), name+".log")}
 	p.start()
@@ -129,7 +129,7 @@ func (p *proc) restart() {
 
 // lab is a rig of pods with a brain on the underlay and one agent per gateway.
 type lab struct {
-	t      *testing.T
+	t      testing.TB
 	rig    *netns.Rig
 	bin    string
 	brain  *proc
@@ -142,7 +142,7 @@ type lab struct {
 
 const brainAddr = "198.51.100.1"
 
-func newLab(t *testing.T) *lab {
+func newLab(t testing.TB) *lab {
 	t.Helper()
 	netns.RequireRoot(t)
 	l := &lab{t: t, rig: netns.NewRig(t), bin: binaries(t), agents: map[string]*proc{}, gws: map[string]*netns.Gateway{}}
@@ -227,7 +227,7 @@ func (l *lab) mkPod(id, az string) {
 }
 
 // eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() error) {
+func eventually(t testing.TB, d time.Duration, what string, cond func() error) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	var err error

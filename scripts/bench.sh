@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# bench.sh — every speed and memory goal, each beside its baseline in the same run.
+# Root is needed for the kernel and netns benchmarks. Output: go test's benchmark
+# lines (custom metrics: ports/s, p50-ms, p99-ms, ...), one section per goal.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PATH:/usr/local/go/bin
+section() { printf '\n### %s\n' "$*"; }
+bench() { go test -count=1 -run '^$' "$@" 2>&1 | grep -E '^(Benchmark|ok|FAIL|---)|SKIP' ; }
+
+section "brain: durable port creates (8 clients), bulk creates, watch fan-out — SQLite and PostgreSQL"
+bench -bench . -benchtime 1x ./brain/httpapi/ || true
+section "agent: convergence, brain POST port -> FDB entry in every remote gateway's kernel (8 pods)"
+bench -bench Convergence -benchtime 200x ./test/e2e/
+section "vtep/linux: 100k remote MACs into one gateway, l2span vs bridge -batch of the same entries"
+bench -bench Program100k -benchtime 3x ./vtep/linux/
