@@ -1,0 +1,307 @@
+package pgtest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestMain(m *testing.M) { Main(m) }
+
+// sqlOn runs sql on the database named by dsn and returns the rows.
+func sqlOn(t testing.TB, dsn, sql string) [][]string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := wireConnect(ctx, u.Host, u.User.Username(), strings.TrimPrefix(u.Path, "/"))
+	if err != nil {
+		t.Fatalf("connect %s: %v", dsn, err)
+	}
+	defer c.close()
+	rows, err := c.query(ctx, sql)
+	if err != nil {
+		t.Fatalf("%s on %s: %v", sql, dsn, err)
+	}
+	return rows
+}
+
+func TestStartAndTwoDatabases(t *testing.T) {
+	t0 := time.Now()
+	srv := Start(t)
+	t.Logf("server start: %v (port %d, data %s)", time.Since(t0), srv.Port(), srv.DataDir())
+
+	if !strings.HasPrefix(srv.DSN(), "postgres://postgres@127.0.0.1:"+strconv.Itoa(srv.Port())+"/postgres?sslmode=disable") {
+		t.Errorf("DSN() = %q", srv.DSN())
+	}
+	var dsns []string
+	for range 2 {
+		t0 := time.Now()
+		dsns = append(dsns, srv.NewDatabase(t))
+		t.Logf("NewDatabase: %v", time.Since(t0))
+	}
+	if dsns[0] == dsns[1] {
+		t.Fatalf("two databases share a DSN: %s", dsns[0])
+	}
+	for i, dsn := range dsns {
+		sqlOn(t, dsn, "CREATE TABLE kv (k text PRIMARY KEY, v text NOT NULL)")
+		sqlOn(t, dsn, fmt.Sprintf("INSERT INTO kv VALUES ('db', 'value-%d')", i))
+	}
+	for i, dsn := range dsns {
+		rows := sqlOn(t, dsn, "SELECT k, v, current_database(), current_setting('fsync'), current_setting('max_connections') FROM kv")
+		if len(rows) != 1 || rows[0][1] != fmt.Sprintf("value-%d", i) {
+			t.Fatalf("db %d rows = %q", i, rows)
+		}
+		if rows[0][3] != "on" || rows[0][4] != "200" {
+			t.Errorf("fsync=%s max_connections=%s", rows[0][3], rows[0][4])
+		}
+		if !strings.HasSuffix(dsn, "/"+rows[0][2]+"?sslmode=disable") {
+			t.Errorf("DSN %s names another database than %s", dsn, rows[0][2])
+		}
+	}
+}
+
+func TestNewDatabaseIsDroppedAtCleanup(t *testing.T) {
+	srv := Start(t)
+	var name string
+	t.Run("sub", func(t *testing.T) {
+		dsn := srv.NewDatabase(t)
+		u, _ := url.Parse(dsn)
+		name = strings.TrimPrefix(u.Path, "/")
+		// An open session must not stop the drop.
+		c, err := wireConnect(context.Background(), u.Host, User, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.close() })
+	})
+	// The drop runs in the background.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		rows := sqlOn(t, srv.DSN(), "SELECT count(*) FROM pg_database WHERE datname = '"+name+"'")
+		if rows[0][0] == "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("database %s still exists 30s after its test", name)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestKillRestartKeepsCommittedData(t *testing.T) {
+	srv := Start(t)
+	dsn := srv.NewDatabase(t)
+	sqlOn(t, dsn, "CREATE TABLE kv (k int PRIMARY KEY, v text)")
+	sqlOn(t, dsn, "INSERT INTO kv SELECT g, 'v' || g FROM generate_series(1, 1000) g")
+	port, pid := srv.Port(), srv.PID()
+	kids := children(pid)
+	if len(kids) < 3 {
+		t.Fatalf("postmaster has children %v; expected its auxiliary processes", kids)
+	}
+
+	srv.Kill()
+	if processAlive(pid) {
+		t.Fatalf("postmaster %d alive after Kill", pid)
+	}
+	for _, k := range kids {
+		if k.alive() {
+			t.Fatalf("process %d of the killed server still alive", k.pid)
+		}
+	}
+	if srv.PID() != 0 {
+		t.Fatalf("PID() = %d after Kill", srv.PID())
+	}
+	t0 := time.Now()
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("restart after kill (crash recovery): %v", time.Since(t0))
+	if srv.Port() != port || srv.PID() == pid || srv.PID() == 0 {
+		t.Fatalf("after Restart: port %d (was %d), pid %d (was %d)", srv.Port(), port, srv.PID(), pid)
+	}
+	rows := sqlOn(t, dsn, "SELECT count(*), sum(k) FROM kv")
+	if rows[0][0] != "1000" || rows[0][1] != "500500" {
+		t.Fatalf("after crash: count, sum = %q", rows[0])
+	}
+	b, _ := os.ReadFile(srv.LogPath())
+	if !strings.Contains(string(b), "not properly shut down") {
+		t.Errorf("no crash recovery in the log:\n%s", b)
+	}
+}
+
+func TestStopLeavesNoProcess(t *testing.T) {
+	srv := Start(t)
+	dsn := srv.NewDatabase(t)
+	sqlOn(t, dsn, "CREATE TABLE t (x int); INSERT INTO t VALUES (42)")
+	// Keep a session open: fast shutdown must end it.
+	u, _ := url.Parse(dsn)
+	c, err := wireConnect(context.Background(), u.Host, User, strings.TrimPrefix(u.Path, "/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+
+	pid := srv.PID()
+	if !processAlive(pid) {
+		t.Fatalf("postmaster %d not running", pid)
+	}
+	kids := children(pid)
+	if len(kids) < 4 { // checkpointer, bgwriter, walwriter, ..., our session
+		t.Errorf("postmaster has children %v; expected its auxiliary processes", kids)
+	}
+	t0 := time.Now()
+	srv.Stop()
+	t.Logf("stop: %v", time.Since(t0))
+	if processAlive(pid) {
+		t.Fatalf("postmaster %d alive after Stop", pid)
+	}
+	for _, k := range kids {
+		if k.alive() {
+			t.Errorf("process %d alive after Stop", k.pid)
+		}
+	}
+	srv.Stop() // no-op
+
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if rows := sqlOn(t, dsn, "SELECT x FROM t"); len(rows) != 1 || rows[0][0] != "42" {
+		t.Fatalf("after stop+restart: %q", rows)
+	}
+}
+
+func TestCleanupRemovesEverything(t *testing.T) {
+	var srv *Server
+	var pid int
+	t.Run("sub", func(t *testing.T) {
+		srv = Start(t)
+		pid = srv.PID()
+		srv.NewDatabase(t)
+	})
+	if processAlive(pid) {
+		t.Errorf("postmaster %d alive after its test", pid)
+	}
+	if _, err := os.Stat(srv.base); !os.IsNotExist(err) {
+		t.Errorf("%s still there after its test: %v", srv.base, err)
+	}
+}
+
+func TestSharedDatabase(t *testing.T) {
+	t0 := time.Now()
+	a := SharedDatabase(t)
+	t.Logf("first SharedDatabase (starts the shared server): %v", time.Since(t0))
+	t0 = time.Now()
+	b := SharedDatabase(t)
+	t.Logf("second SharedDatabase: %v", time.Since(t0))
+	ua, _ := url.Parse(a)
+	ub, _ := url.Parse(b)
+	if ua.Host != ub.Host || ua.Path == ub.Path {
+		t.Fatalf("want two databases on one server: %s %s", a, b)
+	}
+	sqlOn(t, a, "CREATE TABLE t (x int)")
+	sqlOn(t, b, "CREATE TABLE t (x int)")
+}
+
+func TestSharedDatabaseParallel(t *testing.T) {
+	for i := range 8 {
+		t.Run(strconv.Itoa(i), func(t *testing.T) {
+			t.Parallel()
+			dsn := SharedDatabase(t)
+			sqlOn(t, dsn, fmt.Sprintf("CREATE TABLE t (x int); INSERT INTO t VALUES (%d)", i))
+			if rows := sqlOn(t, dsn, "SELECT x FROM t"); rows[0][0] != strconv.Itoa(i) {
+				t.Errorf("got %q", rows)
+			}
+		})
+	}
+}
+
+func TestDBName(t *testing.T) {
+	s := &Server{}
+	n := s.dbName("TestFoo/Sub_Test#01 with spaces " + strings.Repeat("x", 100))
+	if len(n) > 63 || !strings.HasPrefix(n, "t_testfoo_sub_test_01_with_spaces_") || !strings.HasSuffix(n, "_1") {
+		t.Errorf("dbName = %q (%d bytes)", n, len(n))
+	}
+}
+
+// TestCrashedTestBinaryLeavesNoServer runs this test binary as a child that
+// starts a server, kills the child with SIGKILL (no cleanup runs), and checks
+// that the postmaster died with it (Pdeathsig).
+func TestCrashedTestBinaryLeavesNoServer(t *testing.T) {
+	if os.Getenv("PGTEST_CRASH_CHILD") == "1" {
+		srv := Start(t)
+		fmt.Printf("PGTEST pid=%d base=%s\n", srv.PID(), srv.base)
+		time.Sleep(time.Minute)
+		return
+	}
+	if _, err := findBinDir(); err != nil {
+		notInstalled(t)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashedTestBinaryLeavesNoServer$", "-test.v")
+	cmd.Env = append(os.Environ(), "PGTEST_CRASH_CHILD=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	var pid int
+	var base string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if _, err := fmt.Sscanf(sc.Text(), "PGTEST pid=%d base=%s", &pid, &base); err == nil {
+			break
+		}
+	}
+	if pid == 0 {
+		t.Fatalf("child did not report a server")
+	}
+	defer os.RemoveAll(base) // the child had no chance to
+	if !processAlive(pid) {
+		t.Fatalf("postmaster %d not running", pid)
+	}
+	kids := children(pid)
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	waitGone(kids, 10*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for processAlive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("postmaster %d alive 10s after its test binary was killed", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, k := range kids {
+		if k.alive() {
+			t.Errorf("postgres process %d alive 10s after the test binary was killed", k.pid)
+		}
+	}
+}
+
+func BenchmarkNewDatabase(b *testing.B) {
+	srv := Shared(b)
+	for b.Loop() {
+		srv.NewDatabase(b)
+	}
+}
+
+func BenchmarkConnect(b *testing.B) {
+	srv := Shared(b)
+	for b.Loop() {
+		sqlOn(b, srv.DSN(), "SELECT 1")
+	}
+}
