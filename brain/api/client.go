@@ -320,6 +320,12 @@ func (c *Client) ListGateways(ctx context.Context, o ListOptions) (List[Gateway]
 	return list[Gateway](ctx, c, "/v1/gateways", o)
 }
 
+// GetGateway returns a gateway.
+func (c *Client) GetGateway(ctx context.Context, id string) (Gateway, error) {
+	var out Gateway
+	return out, c.do(ctx, http.MethodGet, "/v1/gateways/"+url.PathEscape(id), nil, nil, &out)
+}
+
 // DeleteGateway removes a gateway.
 func (c *Client) DeleteGateway(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/gateways/"+url.PathEscape(id), nil, nil, nil)
