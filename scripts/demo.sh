@@ -104,7 +104,10 @@ ctl network show net1
 ctl gateway list
 
 say "pod1's gateway kernel: FDB and neighbor entries for pod2's VM"
-for _ in $(seq 50); do in_ns p1-gw bridge fdb show dev "l2sv$VNI" | grep -q fa:16:3e:00:00:02 && break; sleep 0.1; done
+for i in 1 2; do
+	other=$((3 - i))
+	for _ in $(seq 100); do in_ns p$i-gw bridge fdb show dev "l2sv$VNI" 2>/dev/null | grep -q "fa:16:3e:00:00:0$other dst" && break; sleep 0.1; done
+done
 in_ns p1-gw bridge fdb show dev "l2sv$VNI"
 in_ns p1-gw ip neigh show dev "l2sb$VNI"
 
