@@ -31,6 +31,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -110,7 +112,7 @@ func Start(t testing.TB) *Server {
 
 func notInstalled(t testing.TB) {
 	t.Helper()
-	if os.Getenv("CI") != "" {
+	if _, ci := os.LookupEnv("CI"); ci {
 		t.Fatal(NotInstalledMessage)
 	}
 	t.Skip(NotInstalledMessage)
@@ -154,7 +156,7 @@ func newServer() (_ *Server, err error) {
 	if n := len(s.sockDir) + len("/.s.PGSQL.65535"); n > 107 {
 		return nil, fmt.Errorf("unix socket path too long (%d bytes) under %s: set TMPDIR to a shorter directory", n, base)
 	}
-	if err := s.initdb(); err != nil {
+	if err := s.makeDataDir(); err != nil {
 		return nil, err
 	}
 	// The port is picked before postgres binds it: retry if someone else
@@ -170,6 +172,9 @@ func newServer() (_ *Server, err error) {
 	}
 }
 
+// serverGlob matches Debian's server binaries (a variable for tests).
+var serverGlob = "/usr/lib/postgresql/*/bin/postgres"
+
 // findBinDir returns the bin directory of the newest installed server.
 func findBinDir() (string, error) {
 	if dir := os.Getenv("PGTEST_BINDIR"); dir != "" {
@@ -178,7 +183,7 @@ func findBinDir() (string, error) {
 		}
 		return dir, nil
 	}
-	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
+	dirs, _ := filepath.Glob(serverGlob)
 	best, bestV := "", -1
 	for _, d := range dirs {
 		v, err := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(d))))
@@ -291,6 +296,72 @@ func (s *Server) command(name string, args ...string) *exec.Cmd {
 		Pdeathsig:  syscall.SIGKILL,
 	}
 	return cmd
+}
+
+// makeDataDir creates s.dataDir: a copy of the test binary's template
+// cluster when Main runs the tests (initdb once, copy per server: several
+// times faster), else with initdb.
+func (s *Server) makeDataDir() error {
+	tmpl, err := templateData(s.bin, s.cred)
+	if err != nil {
+		return err
+	}
+	if tmpl == "" {
+		return s.initdb()
+	}
+	return copyTree(tmpl, s.dataDir, s.cred)
+}
+
+// copyTree copies the directory tree src (directories and regular files
+// only, as initdb makes them) to dst, owned by cred if it is not nil.
+func copyTree(src, dst string, cred *syscall.Credential) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			if err := os.Mkdir(target, info.Mode().Perm()); err != nil {
+				return err
+			}
+		case info.Mode().IsRegular():
+			if err := copyFile(path, target, info.Mode().Perm()); err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("copy %s: not a regular file or directory", path)
+		}
+		if cred != nil {
+			return os.Chown(target, int(cred.Uid), int(cred.Gid))
+		}
+		return nil
+	})
+}
+
+func copyFile(src, dst string, perm fs.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 func (s *Server) initdb() error {

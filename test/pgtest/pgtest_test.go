@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -68,6 +69,42 @@ func TestStartAndTwoDatabases(t *testing.T) {
 		}
 		if !strings.HasSuffix(dsn, "/"+rows[0][2]+"?sslmode=disable") {
 			t.Errorf("DSN %s names another database than %s", dsn, rows[0][2])
+		}
+	}
+}
+
+func TestStartWithoutTemplate(t *testing.T) {
+	// Outside Main, Start runs initdb itself.
+	mainActive.Store(false)
+	defer mainActive.Store(true)
+	t0 := time.Now()
+	srv := Start(t)
+	t.Logf("server start with initdb: %v", time.Since(t0))
+	if rows := sqlOn(t, srv.DSN(), "SELECT 1"); rows[0][0] != "1" {
+		t.Fatalf("got %q", rows)
+	}
+}
+
+func TestNotInstalledSkips(t *testing.T) {
+	if os.Getenv("PGTEST_NOTINSTALLED_CHILD") == "1" {
+		serverGlob = "/nonexistent/*/bin/postgres"
+		Start(t)
+		t.Fatal("Start returned without a server")
+	}
+	for _, ci := range []string{"", "true"} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestNotInstalledSkips$", "-test.v", "-test.count=1")
+		cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "CI=") })
+		cmd.Env = append(cmd.Env, "PGTEST_NOTINSTALLED_CHILD=1")
+		if ci != "" {
+			cmd.Env = append(cmd.Env, "CI="+ci)
+		}
+		out, err := cmd.CombinedOutput()
+		want := "--- SKIP"
+		if ci != "" {
+			want = "--- FAIL"
+		}
+		if !strings.Contains(string(out), want) || !strings.Contains(string(out), NotInstalledMessage) {
+			t.Errorf("CI=%q: want %s with %q; got err %v:\n%s", ci, want, NotInstalledMessage, err, out)
 		}
 	}
 }
@@ -241,7 +278,10 @@ func TestDBName(t *testing.T) {
 func TestCrashedTestBinaryLeavesNoServer(t *testing.T) {
 	if os.Getenv("PGTEST_CRASH_CHILD") == "1" {
 		srv := Start(t)
-		fmt.Printf("PGTEST pid=%d base=%s\n", srv.PID(), srv.base)
+		template.mu.Lock()
+		tmpl := template.base
+		template.mu.Unlock()
+		fmt.Printf("PGTEST pid=%d base=%s template=%s\n", srv.PID(), srv.base, tmpl)
 		time.Sleep(time.Minute)
 		return
 	}
@@ -260,17 +300,19 @@ func TestCrashedTestBinaryLeavesNoServer(t *testing.T) {
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 	var pid int
-	var base string
+	var base, tmpl string
 	sc := bufio.NewScanner(out)
 	for sc.Scan() {
-		if _, err := fmt.Sscanf(sc.Text(), "PGTEST pid=%d base=%s", &pid, &base); err == nil {
+		if _, err := fmt.Sscanf(sc.Text(), "PGTEST pid=%d base=%s template=%s", &pid, &base, &tmpl); err == nil {
 			break
 		}
 	}
-	if pid == 0 {
-		t.Fatalf("child did not report a server")
+	if pid == 0 || tmpl == "" {
+		t.Fatalf("child did not report a server made from a template")
 	}
-	defer os.RemoveAll(base) // the child had no chance to
+	// The child had no chance to remove them.
+	defer os.RemoveAll(base)
+	defer os.RemoveAll(tmpl)
 	if !processAlive(pid) {
 		t.Fatalf("postmaster %d not running", pid)
 	}

@@ -3,7 +3,10 @@ package pgtest
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 )
 
@@ -13,6 +16,54 @@ var shared struct {
 	enabled bool    // Main is running the tests
 	srv     *Server // started on first use
 	err     error   // why it could not start; every later use fails alike
+}
+
+// mainActive is set while RunMain runs the tests.
+var mainActive atomic.Bool
+
+// template is an initdb'd data directory, made once per test binary when
+// Main runs the tests, that new servers copy.
+var template struct {
+	mu   sync.Mutex
+	base string // its private directory, removed by RunMain
+	data string
+	err  error
+}
+
+// templateData returns the template data directory, making it on first
+// use, or "" when Main is not running the tests (then nothing would remove
+// it at the end).
+func templateData(bin string, cred *syscall.Credential) (string, error) {
+	if !mainActive.Load() {
+		return "", nil
+	}
+	template.mu.Lock()
+	defer template.mu.Unlock()
+	if template.data != "" || template.err != nil {
+		return template.data, template.err
+	}
+	base, err := makeBaseDir(cred)
+	if err != nil {
+		template.err = err
+		return "", err
+	}
+	t := &Server{bin: bin, base: base, dataDir: filepath.Join(base, "data"), cred: cred}
+	if err := t.initdb(); err != nil {
+		os.RemoveAll(base)
+		template.err = err
+		return "", err
+	}
+	template.base, template.data = base, t.dataDir
+	return template.data, nil
+}
+
+func removeTemplate() {
+	template.mu.Lock()
+	defer template.mu.Unlock()
+	if template.base != "" {
+		os.RemoveAll(template.base)
+	}
+	template.base, template.data, template.err = "", "", nil
 }
 
 // Main runs the tests of m with a server shared by the whole test binary,
@@ -31,7 +82,10 @@ func RunMain(m *testing.M) int {
 	shared.mu.Lock()
 	shared.enabled = true
 	shared.mu.Unlock()
+	mainActive.Store(true)
 	defer func() {
+		mainActive.Store(false)
+		defer removeTemplate()
 		shared.mu.Lock()
 		defer shared.mu.Unlock()
 		if shared.srv != nil {
