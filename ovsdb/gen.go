@@ -1,0 +1,3 @@
+package ovsdb
+
+//go:generate go tool modelgen -p ovsdb -o . vtep.ovsschema
