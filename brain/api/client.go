@@ -304,6 +304,12 @@ func (c *Client) ListPorts(ctx context.Context, o ListOptions) (List[Port], erro
 	return list[Port](ctx, c, "/v1/ports", o)
 }
 
+// UpdatePort moves a port, changes its IPs or clears its duplicate mark.
+func (c *Client) UpdatePort(ctx context.Context, id string, u PortUpdate) (Port, error) {
+	var out Port
+	return out, c.do(ctx, http.MethodPut, "/v1/ports/"+url.PathEscape(id), nil, u, &out)
+}
+
 // DeletePort removes a port.
 func (c *Client) DeletePort(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/ports/"+url.PathEscape(id), nil, nil, nil)

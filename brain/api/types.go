@@ -103,7 +103,24 @@ type Port struct {
 	MAC         string    `json:"mac"`
 	IPs         []string  `json:"ips"`
 	DeviceOwner string    `json:"device_owner,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
+	// MobilitySeq grows with every move of the port to another pod, like
+	// EVPN's MAC mobility sequence number: an older placement never wins.
+	MobilitySeq int64 `json:"mobility_seq"`
+	// Duplicate is set when the MAC moved too often (active in two pods at
+	// once); the port is frozen at its last good placement until cleared.
+	Duplicate bool      `json:"duplicate,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// PortUpdate is the body of PUT /v1/ports/{id}: a move to another pod (a
+// re-bound VM), new IPs, or clearing a duplicate mark.
+type PortUpdate struct {
+	PodID *string   `json:"pod_id,omitempty"`
+	IPs   *[]string `json:"ips,omitempty"`
+	// MobilitySeq, when set with a move, must be newer than the port's:
+	// a placement reported out of order is refused (409).
+	MobilitySeq    *int64 `json:"mobility_seq,omitempty"`
+	ClearDuplicate bool   `json:"clear_duplicate,omitempty"`
 }
 
 // PortCreate is the body of POST /v1/ports, or one element of a bulk create.
@@ -186,6 +203,7 @@ type RemotePort struct {
 	MAC   string   `json:"mac"`
 	IPs   []string `json:"ips,omitempty"`
 	PodID string   `json:"pod_id"`
+	Seq   int64    `json:"seq,omitempty"`
 }
 
 // SubnetGateway is a subnet's CIDR and its (anycast) gateway IP.

@@ -90,6 +90,16 @@ func New(svc *brain.Service, hub *brain.Hub, opts Options) *Server {
 			func() float64 { r, _ := hub.Current(); return float64(r) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "l2span_brain_watchers", Help: "Open watch streams."},
 			func() float64 { return float64(hub.Watchers()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "l2span_brain_duplicate_macs", Help: "Ports frozen as duplicate MACs (moving between pods too often)."},
+			func() float64 {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				n, err := svc.CountDuplicates(ctx)
+				if err != nil {
+					return -1
+				}
+				return float64(n)
+			}),
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}),
 	)
 	s.register()
@@ -396,12 +406,21 @@ func (s *Server) register() {
 			return nil, 0, err
 		}
 		q := r.URL.Query()
-		l, err := s.svc.ListPorts(r.Context(), store.PortFilter{NetworkID: q.Get("network_id"), PodID: q.Get("pod_id"), MAC: q.Get("mac")}, pg)
+		l, err := s.svc.ListPorts(r.Context(), store.PortFilter{NetworkID: q.Get("network_id"), PodID: q.Get("pod_id"), MAC: q.Get("mac"),
+			Duplicate: q.Get("duplicate") == "true"}, pg)
 		return l, http.StatusOK, err
 	})
 	s.handle("POST", "/v1/ports", s.createPorts)
 	s.handle("GET", "/v1/ports/{id}", func(r *http.Request) (any, int, error) {
 		p, err := s.svc.GetPort(r.Context(), r.PathValue("id"))
+		return p, http.StatusOK, err
+	})
+	s.handle("PUT", "/v1/ports/{id}", func(r *http.Request) (any, int, error) {
+		var u api.PortUpdate
+		if err := decode(r, &u); err != nil {
+			return nil, 0, err
+		}
+		p, err := s.svc.UpdatePort(r.Context(), r.PathValue("id"), u)
 		return p, http.StatusOK, err
 	})
 	s.handle("DELETE", "/v1/ports/{id}", func(r *http.Request) (any, int, error) {

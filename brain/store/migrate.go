@@ -90,6 +90,17 @@ CREATE TABLE changes (
 	PRIMARY KEY (revision, network_id)
 );
 `,
+	2: `
+ALTER TABLE ports ADD COLUMN mobility_seq BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE ports ADD COLUMN duplicate INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE port_moves (
+	port_id  TEXT NOT NULL REFERENCES ports (id) ON DELETE CASCADE,
+	at       BIGINT NOT NULL,
+	from_pod TEXT NOT NULL,
+	to_pod   TEXT NOT NULL
+);
+CREATE INDEX port_moves_port ON port_moves (port_id, at);
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

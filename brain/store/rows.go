@@ -443,15 +443,17 @@ func (t *Tx) ListSubnets(ctx context.Context, f SubnetFilter, p Page) (api.List[
 
 // --- ports ---
 
-const portCols = `id, network_id, pod_id, mac, ips, device_owner, created_at`
+const portCols = `id, network_id, pod_id, mac, ips, device_owner, created_at, mobility_seq, duplicate`
 
 func scanPort(s interface{ Scan(...any) error }) (api.Port, error) {
 	var p api.Port
 	var ips string
 	var created int64
-	if err := s.Scan(&p.ID, &p.NetworkID, &p.PodID, &p.MAC, &ips, &p.DeviceOwner, &created); err != nil {
+	var dup int
+	if err := s.Scan(&p.ID, &p.NetworkID, &p.PodID, &p.MAC, &ips, &p.DeviceOwner, &created, &p.MobilitySeq, &dup); err != nil {
 		return p, err
 	}
+	p.Duplicate = dup != 0
 	p.CreatedAt = fromMicros(created)
 	var err error
 	p.IPs, err = parseList(ips)
@@ -460,12 +462,60 @@ func scanPort(s interface{ Scan(...any) error }) (api.Port, error) {
 
 // InsertPort adds a port; ErrDuplicate for a duplicate id or MAC in the network.
 func (t *Tx) InsertPort(ctx context.Context, p api.Port) error {
-	_, err := t.Exec(ctx, `INSERT INTO ports (`+portCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		p.ID, p.NetworkID, p.PodID, p.MAC, jsonList(p.IPs), p.DeviceOwner, micros(p.CreatedAt))
+	_, err := t.Exec(ctx, `INSERT INTO ports (`+portCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ID, p.NetworkID, p.PodID, p.MAC, jsonList(p.IPs), p.DeviceOwner, micros(p.CreatedAt), p.MobilitySeq, boolInt(p.Duplicate))
 	if err != nil {
 		return fmt.Errorf("insert port %s: %w", p.ID, err)
 	}
 	return nil
+}
+
+// UpdatePort writes a port's pod, IPs, mobility sequence and duplicate mark.
+func (t *Tx) UpdatePort(ctx context.Context, p api.Port) error {
+	_, err := t.Exec(ctx, `UPDATE ports SET pod_id = ?, ips = ?, mobility_seq = ?, duplicate = ? WHERE id = ?`,
+		p.PodID, jsonList(p.IPs), p.MobilitySeq, boolInt(p.Duplicate), p.ID)
+	if err != nil {
+		return fmt.Errorf("update port %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+// RecordMove remembers a port's move for duplicate detection.
+func (t *Tx) RecordMove(ctx context.Context, portID, from, to string, at time.Time) error {
+	_, err := t.Exec(ctx, `INSERT INTO port_moves (port_id, at, from_pod, to_pod) VALUES (?, ?, ?, ?)`, portID, micros(at), from, to)
+	if err != nil {
+		return fmt.Errorf("record move of %s: %w", portID, err)
+	}
+	return nil
+}
+
+// MovesSince counts a port's moves at or after since, and forgets older ones.
+func (t *Tx) MovesSince(ctx context.Context, portID string, since time.Time) (int, error) {
+	if _, err := t.Exec(ctx, `DELETE FROM port_moves WHERE port_id = ? AND at < ?`, portID, micros(since)); err != nil {
+		return 0, fmt.Errorf("expire moves of %s: %w", portID, err)
+	}
+	var n int
+	if err := t.QueryRow(ctx, `SELECT COUNT(*) FROM port_moves WHERE port_id = ?`, portID).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count moves of %s: %w", portID, err)
+	}
+	return n, nil
+}
+
+// ClearMoves forgets a port's moves.
+func (t *Tx) ClearMoves(ctx context.Context, portID string) error {
+	if _, err := t.Exec(ctx, `DELETE FROM port_moves WHERE port_id = ?`, portID); err != nil {
+		return fmt.Errorf("clear moves of %s: %w", portID, err)
+	}
+	return nil
+}
+
+// CountDuplicates counts ports frozen as duplicates.
+func (t *Tx) CountDuplicates(ctx context.Context) (int, error) {
+	var n int
+	if err := t.QueryRow(ctx, `SELECT COUNT(*) FROM ports WHERE duplicate <> 0`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count duplicates: %w", err)
+	}
+	return n, nil
 }
 
 // DeletePort removes a port.
@@ -497,6 +547,7 @@ type PortFilter struct {
 	NetworkID string
 	PodID     string
 	MAC       string
+	Duplicate bool
 }
 
 // ListPorts returns a page of ports.
@@ -511,6 +562,9 @@ func (t *Tx) ListPorts(ctx context.Context, f PortFilter, p Page) (api.List[api.
 	}
 	if f.MAC != "" {
 		where, args = append(where, "mac = ?"), append(args, f.MAC)
+	}
+	if f.Duplicate {
+		where = append(where, "duplicate <> 0")
 	}
 	q, args, limit := p.clause(where, args)
 	rows, err := t.Query(ctx, `SELECT `+portCols+` FROM ports`+q, args...)

@@ -159,7 +159,7 @@ ORDER BY n.id`, args...)
 	}
 
 	// Remote ports.
-	rows, err = t.Query(ctx, `SELECT network_id, mac, ips, pod_id FROM ports WHERE pod_id <> ? AND network_id`+in+` ORDER BY network_id, mac`,
+	rows, err = t.Query(ctx, `SELECT network_id, mac, ips, pod_id, mobility_seq FROM ports WHERE pod_id <> ? AND network_id`+in+` ORDER BY network_id, mac`,
 		append([]any{podID}, ids...)...)
 	if err != nil {
 		return nil, fmt.Errorf("remote ports of %s: %w", podID, err)
@@ -167,7 +167,7 @@ ORDER BY n.id`, args...)
 	err = eachRow(rows, func(scan func(...any) error) error {
 		var nid, ips string
 		var p api.RemotePort
-		if err := scan(&nid, &p.MAC, &ips, &p.PodID); err != nil {
+		if err := scan(&nid, &p.MAC, &ips, &p.PodID, &p.Seq); err != nil {
 			return err
 		}
 		list, err := parseList(ips)

@@ -49,6 +49,8 @@ func parseConfig(args []string) (*config, error) {
 	fs.StringVar(&c.store, "store", "sqlite:///var/lib/l2span/brain.db", "store URL: sqlite:///abs/path.db or postgres://...")
 	fs.StringVar(&c.vlanRanges, "vlan-ranges", "", "comma-separated physnet:min:max VLAN ranges for shared_vlan networks")
 	fs.StringVar(&c.vniRanges, "vni-ranges", "1000:999999", "comma-separated min:max VNI ranges for shared_vxlan and mixed_vlan_vxlan networks")
+	fs.IntVar(&c.brain.DupMoves, "dup-moves", 5, "moves of a MAC between pods within dup-window that freeze it as a duplicate")
+	fs.DurationVar(&c.brain.DupWindow, "dup-window", 180*time.Second, "window of duplicate-MAC detection")
 	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the bearer token clients must send (empty: no authentication)")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (with -tls-key: serve HTTPS)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file")
@@ -92,6 +94,12 @@ func parseConfig(args []string) (*config, error) {
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return nil, errors.New("tls-cert and tls-key go together")
+	}
+	if c.brain.DupMoves < 2 {
+		return nil, fmt.Errorf("dup-moves %d: want at least 2", c.brain.DupMoves)
+	}
+	if c.brain.DupWindow <= 0 {
+		return nil, fmt.Errorf("dup-window %s must be positive", c.brain.DupWindow)
 	}
 	if c.poll <= 0 {
 		return nil, fmt.Errorf("poll-interval %s must be positive", c.poll)
