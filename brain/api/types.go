@@ -97,12 +97,12 @@ type Subnet struct {
 
 // Port is a port (VM interface, DHCP port, router port) bound in one pod.
 type Port struct {
-	ID          string    `json:"id"`
-	NetworkID   string    `json:"network_id"`
-	PodID       string    `json:"pod_id"`
-	MAC         string    `json:"mac"`
-	IPs         []string  `json:"ips"`
-	DeviceOwner string    `json:"device_owner,omitempty"`
+	ID          string   `json:"id"`
+	NetworkID   string   `json:"network_id"`
+	PodID       string   `json:"pod_id"`
+	MAC         string   `json:"mac"`
+	IPs         []string `json:"ips"`
+	DeviceOwner string   `json:"device_owner,omitempty"`
 	// MobilitySeq grows with every move of the port to another pod, like
 	// EVPN's MAC mobility sequence number: an older placement never wins.
 	MobilitySeq int64 `json:"mobility_seq"`
