@@ -42,6 +42,10 @@ type Config struct {
 	LocalInterface string
 	PopulateMACs   bool
 	Resync         time.Duration
+	// Hold is how long a gateway waits before taking a network over from a
+	// live gateway of its pod (and how long it lets gossip settle at start);
+	// zero means the gossip probe interval.
+	Hold time.Duration
 	// StateDir holds the cached desired state; empty disables the cache.
 	StateDir string
 	// MetricsListen serves /metrics, /healthz and /readyz; empty disables it.
@@ -59,6 +63,10 @@ type Agent struct {
 	reg    *prometheus.Registry
 	log    *slog.Logger
 
+	handover *handover
+	// settleAt is when gossip has settled after start; zero until joined.
+	settleAt time.Time
+
 	mu       sync.Mutex
 	previous map[ForwarderKey]netip.Addr
 	lastPlan Plan
@@ -75,7 +83,13 @@ func New(cfg Config, dp vtep.Dataplane) (*Agent, error) {
 	if cfg.Resync <= 0 {
 		cfg.Resync = 30 * time.Second
 	}
-	a := &Agent{cfg: cfg, dp: dp, reg: prometheus.NewRegistry(), log: cfg.Logger, healthy: true}
+	if cfg.Hold <= 0 {
+		cfg.Hold = cfg.Gossip.ProbeInterval
+		if cfg.Hold <= 0 {
+			cfg.Hold = gossip.DefaultProbeInterval
+		}
+	}
+	a := &Agent{cfg: cfg, dp: dp, reg: prometheus.NewRegistry(), log: cfg.Logger, healthy: true, handover: newHandover(cfg.Hold)}
 	cfg.Gossip.Logger = cfg.Logger.With("component", "gossip")
 	if cfg.Gossip.NodeName == "" {
 		cfg.Gossip.NodeName = cfg.GatewayID
@@ -113,20 +127,52 @@ func (a *Agent) meta(healthy bool) gossip.Meta {
 		DVRMAC: a.cfg.DVRMAC, Healthy: healthy, Weight: a.cfg.Weight}
 }
 
-// plan builds the dataplane plan from the current inputs.
+// plan builds the dataplane plan from the current inputs. It runs only on
+// the reconciler's goroutine.
 func (a *Agent) plan() (Plan, bool) {
+	a.mu.Lock()
+	settleAt := a.settleAt
+	prev := a.previous
+	a.mu.Unlock()
+	now := time.Now()
+	// Until gossip has settled this gateway does not know who else forwards
+	// what: it leaves the dataplane as it is.
+	if settleAt.IsZero() || now.Before(settleAt) {
+		return Plan{}, false
+	}
 	st, ok := a.sync.State()
 	if !ok {
 		return Plan{}, false
 	}
-	a.mu.Lock()
-	prev := a.previous
-	a.mu.Unlock()
+	members := a.gossip.Members()
+	live := map[string]bool{}
+	for _, m := range members {
+		if m.Live() {
+			live[m.Name] = true
+		}
+	}
+	var retry time.Time
+	self := a.gossip.Name()
+	forward := func(vni uint32, df string) bool {
+		fwd, r := a.handover.decide(now, vni, df, self, func(n string) bool { return live[n] })
+		if !r.IsZero() && (retry.IsZero() || r.Before(retry)) {
+			retry = r
+		}
+		return fwd
+	}
 	p := BuildPlan(PlanInput{
-		State: st, Members: a.gossip.Members(), Self: a.gossip.Name(), PodID: a.cfg.Pod,
+		State: st, Members: members, Self: self, PodID: a.cfg.Pod,
 		LocalInterface: InterfaceTemplate(a.cfg.LocalInterface, a.log), PopulateMACs: a.cfg.PopulateMACs,
-		Previous: prev,
+		Previous: prev, Forward: forward,
 	})
+	keep := map[uint32]bool{}
+	for _, n := range st.Networks {
+		keep[n.VNI] = true
+	}
+	a.handover.forget(keep)
+	if !retry.IsZero() {
+		time.AfterFunc(retry.Sub(now), a.rec.Trigger)
+	}
 	for _, s := range p.Skipped {
 		a.log.Warn("skipped", "reason", s)
 	}
@@ -181,9 +227,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Add(4)
 	go func() {
 		defer wg.Done()
-		if err := a.gossip.Join(ctx); err != nil && ctx.Err() == nil {
-			a.log.Warn("gossip join", "err", err)
+		// Settle once joined, or after a while alone: a gateway whose peers
+		// are all down must still program its dataplane.
+		joinCtx, cancelJoin := context.WithTimeout(ctx, 5*time.Second)
+		defer cancelJoin()
+		if err := a.gossip.Join(joinCtx); err != nil && ctx.Err() == nil {
+			a.log.Warn("gossip join: no seed answered yet; going on alone", "err", err)
+			go a.gossip.Join(ctx)
 		}
+		a.mu.Lock()
+		a.settleAt = time.Now().Add(a.cfg.Hold)
+		a.mu.Unlock()
+		time.AfterFunc(a.cfg.Hold, a.rec.Trigger)
 	}()
 	go func() {
 		defer wg.Done()

@@ -42,6 +42,10 @@ type PlanInput struct {
 	LocalInterface func(api.NetworkState) string
 	// PopulateMACs false means flood-and-learn.
 	PopulateMACs bool
+	// Forward decides whether this gateway forwards a network whose
+	// designated forwarder in this pod, by the hashing, is df (see
+	// handover). Nil means: exactly when df is this gateway.
+	Forward func(vni uint32, df string) bool
 	// Previous is the previous plan's Forwarders. A remote pod whose
 	// gateways all look dead keeps its last forwarder: its kernel dataplane
 	// may well still forward (an agent restart), and withdrawing the entries
@@ -64,10 +68,18 @@ func BuildPlan(in PlanInput) Plan {
 			p.Skipped = append(p.Skipped, fmt.Sprintf("network %s: no overlay VNI", n.NetworkID))
 			continue
 		}
-		// Only the designated forwarder of this pod bridges the network.
-		if df, ok := gossip.DF(n.VNI, in.PodID, in.Members); ok && df.Name != in.Self {
-			p.Standby = append(p.Standby, n.VNI)
-			continue
+		// Only the designated forwarder of this pod bridges the network. A
+		// pod with no eligible gateway in gossip (this one unhealthy and
+		// alone) keeps forwarding: withdrawing would help nobody.
+		if df, ok := gossip.DF(n.VNI, in.PodID, in.Members); ok {
+			forward := df.Name == in.Self
+			if in.Forward != nil {
+				forward = in.Forward(n.VNI, df.Name)
+			}
+			if !forward {
+				p.Standby = append(p.Standby, n.VNI)
+				continue
+			}
 		}
 		nw := vtep.Network{VNI: n.VNI, Learn: !in.PopulateMACs}
 		if in.LocalInterface != nil {

@@ -24,6 +24,7 @@ libbpf-dev
 systemd
 jq
 curl
+nftables
 "
 
 say() { printf 'deps: %s\n' "$*"; }

@@ -32,6 +32,7 @@ type flags struct {
 	gossipBind, gossipAdvertise     string
 	gossipSeeds, gossipKeyFile      string
 	probeInterval, probeTimeout     time.Duration
+	hold                            time.Duration
 	suspicionMult                   int
 	weight                          uint
 	vtep, underlay, dvrMAC, localIf string
@@ -63,6 +64,7 @@ func parse(args []string) (*flags, agent.Config, error) {
 	fs.DurationVar(&f.probeInterval, "gossip-probe-interval", gossip.DefaultProbeInterval, "failure detector probe interval")
 	fs.DurationVar(&f.probeTimeout, "gossip-probe-timeout", gossip.DefaultProbeTimeout, "failure detector probe timeout")
 	fs.IntVar(&f.suspicionMult, "gossip-suspicion-mult", gossip.DefaultSuspicionMult, "suspicion timeout multiplier")
+	fs.DurationVar(&f.hold, "handover-hold", 0, "wait before taking a network over from a live gateway of this pod (0: the probe interval)")
 	fs.UintVar(&f.weight, "weight", uint(gossip.DefaultWeight), "designated forwarder weight (share of networks this gateway forwards)")
 	fs.StringVar(&f.vtep, "vtep", "", "this gateway's VTEP (tunnel source) IP (required)")
 	fs.StringVar(&f.underlay, "underlay-dev", "", "device VXLAN leaves by (default: by route)")
@@ -168,7 +170,7 @@ func parse(args []string) (*flags, agent.Config, error) {
 		return nil, cfg, err
 	}
 	cfg.Pod, cfg.GatewayID, cfg.Gossip, cfg.Weight = f.pod, f.gatewayID, g, uint16(f.weight)
-	cfg.LocalInterface, cfg.PopulateMACs, cfg.Resync = f.localIf, f.populate, f.resync
+	cfg.LocalInterface, cfg.PopulateMACs, cfg.Resync, cfg.Hold = f.localIf, f.populate, f.resync, f.hold
 	cfg.StateDir, cfg.MetricsListen, cfg.Logger = f.stateDir, f.metricsListen, log
 	return f, cfg, nil
 }
