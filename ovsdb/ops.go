@@ -2,7 +2,9 @@ package ovsdb
 
 import (
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strconv"
 
 	"github.com/ovn-kubernetes/libovsdb/ovsdb"
@@ -85,7 +87,8 @@ func InsertPhysicalPortOps(ops []ovsdb.Operation, switchUUID string, port *Physi
 		port.UUID = "pp_" + strconv.Itoa(len(ops))
 	}
 	b := make(Map, 0, len(port.VLANBindings))
-	for vlan, ls := range port.VLANBindings {
+	for _, vlan := range slices.Sorted(maps.Keys(port.VLANBindings)) {
+		ls := port.VLANBindings[vlan]
 		b = append(b, [2]any{vlan, Ref(ls)})
 	}
 	ops = append(ops, ovsdb.Operation{
@@ -111,7 +114,8 @@ func SetVLANBindingsOps(ops []ovsdb.Operation, portUUID string, set map[int]stri
 		del = append(del, v)
 	}
 	ins := make(Map, 0, len(set))
-	for v, ls := range set {
+	for _, v := range slices.Sorted(maps.Keys(set)) {
+		ls := set[v]
 		if v < 0 || v > 4095 {
 			return ops, fmt.Errorf("vlan binding %d: out of range 0-4095", v)
 		}
