@@ -12,5 +12,7 @@ section "brain: durable port creates (8 clients), bulk creates, watch fan-out â€
 bench -bench . -benchtime 1x ./brain/httpapi/ || true
 section "agent: convergence, brain POST port -> FDB entry in every remote gateway's kernel (8 pods)"
 bench -bench Convergence -benchtime 200x ./test/e2e/
+section "agent HA: kill -9 of a pod's designated forwarder -> first reply through the standby (median of 10), tuned vs memberlist defaults"
+bench -bench Failover -benchtime 10x ./test/e2e/
 section "vtep/linux: 100k remote MACs into one gateway, l2span vs bridge -batch of the same entries"
 bench -bench Program100k -benchtime 3x ./vtep/linux/

@@ -122,3 +122,60 @@ func BenchmarkConvergence(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "max-ms")
 	b.ReportMetric(float64(len(lat)), "samples")
 }
+
+// BenchmarkFailover measures, per run, the time from kill -9 of pod2's
+// designated forwarder (agent killed, host links down) to the first ping
+// reply from pod1 through the standby, with the tuned gossip timers and
+// with memberlist's LAN defaults, side by side. It reports the median.
+func BenchmarkFailover(b *testing.B) {
+	netns.RequireRoot(b)
+	modes := []struct {
+		name string
+		args []string
+	}{
+		{"tuned", nil},
+		{"memberlist-defaults", []string{"--gossip-probe-interval", "1s", "--gossip-probe-timeout", "500ms", "--gossip-suspicion-mult", "4"}},
+	}
+	for _, mode := range modes {
+		b.Run(mode.name, func(b *testing.B) {
+			h := newHALab(b, append([]string{"--log-level", "warn"}, mode.args...)...)
+			var times []time.Duration
+			for i := 0; i < b.N; i++ {
+				df := h.df(1)
+				if df < 0 {
+					b.Fatal("pod2 has no single forwarder")
+				}
+				victim := h.gws[1][df]
+				agent := h.agents[victim.Pod+"-"+victim.Host]
+				agent.kill(syscall.SIGKILL)
+				killHost(b, victim, h.net.SegmentationID)
+				killed := time.Now()
+				for netns.PingOnce(h.vms[0].NS, h.vms[1].IPv4.Addr(), 20*time.Millisecond) != nil {
+					if time.Since(killed) > 30*time.Second {
+						b.Fatal("no reply through the standby within 30s")
+					}
+				}
+				times = append(times, time.Since(killed))
+				reviveHost(b, victim, h.net.SegmentationID)
+				agent.restart()
+				eventually(b, 30*time.Second, "network moved back", func() error {
+					if h.df(1) != df {
+						return fmt.Errorf("not yet")
+					}
+					return nil
+				})
+				eventually(b, 30*time.Second, "pod1 points back at the DF", func() error {
+					dst, err := fdbDst(h.gws[0][h.df(0)], h.net.SegmentationID, "fa:16:3e:00:00:02")
+					if err == nil && dst != victim.VTEP {
+						return fmt.Errorf("still %s", dst)
+					}
+					return err
+				})
+			}
+			slices.Sort(times)
+			b.ReportMetric(float64(times[len(times)/2].Milliseconds()), "median-ms")
+			b.ReportMetric(float64(times[len(times)-1].Milliseconds()), "max-ms")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
