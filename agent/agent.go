@@ -73,6 +73,10 @@ type Agent struct {
 	ready    bool
 	healthy  bool
 	failures int
+	// complete is whether the last plan holds every network this gateway
+	// would forward if it were healthy; sick is when it withdrew.
+	complete bool
+	sick     time.Time
 }
 
 // New builds an agent over dp (already open). It does not start anything.
@@ -166,8 +170,19 @@ func (a *Agent) plan() (Plan, bool) {
 		Previous: prev, Forward: forward,
 	})
 	keep := map[uint32]bool{}
+	would := 0
+	selfHealthy := make([]gossip.Member, len(members))
+	copy(selfHealthy, members)
+	for i := range selfHealthy {
+		if selfHealthy[i].Name == self {
+			selfHealthy[i].Meta.Healthy = true
+		}
+	}
 	for _, n := range st.Networks {
 		keep[n.VNI] = true
+		if df, ok := gossip.DF(n.VNI, a.cfg.Pod, selfHealthy); !ok || df.Name == self {
+			would++
+		}
 	}
 	a.handover.forget(keep)
 	if !retry.IsZero() {
@@ -179,20 +194,30 @@ func (a *Agent) plan() (Plan, bool) {
 	a.mu.Lock()
 	a.previous = p.Forwarders
 	a.lastPlan = p
+	a.complete = len(p.Config.Networks) >= would
 	a.mu.Unlock()
 	return p, true
 }
 
-// setHealthy withdraws this gateway from forwarder election after repeated
-// dataplane failures, and puts it back after a success.
+// setHealthy withdraws this gateway from forwarder election after three
+// dataplane failures in a row. Once withdrawn, a successful reconcile proves
+// nothing while the plan leaves out the networks it would forward; it comes
+// back when a reconcile with all of them succeeds, or after a cooldown (one
+// resync period) to try again.
 func (a *Agent) setHealthy(ok bool) {
 	a.mu.Lock()
-	if ok {
-		a.failures = 0
-	} else {
+	want := a.healthy
+	switch {
+	case !ok:
 		a.failures++
+		if a.failures >= 3 && a.healthy {
+			want, a.sick = false, time.Now()
+		}
+	case a.healthy || a.complete:
+		a.failures, want = 0, true
+	case time.Since(a.sick) >= a.cfg.Resync:
+		a.failures, want = 0, true
 	}
-	want := a.failures < 3
 	change := want != a.healthy
 	a.healthy = want
 	a.mu.Unlock()

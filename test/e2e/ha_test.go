@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -255,4 +257,97 @@ func reviveHost(t testing.TB, gw *netns.Gateway, vni int) {
 		}
 		return nil
 	})
+}
+
+// A gateway alive in gossip that cannot program its dataplane withdraws
+// from forwarder election: its pod's standby and the remote pods move off
+// it without the brain.
+func TestUnhealthyGatewayWithdraws(t *testing.T) {
+	t.Parallel()
+	h := newHALab(t)
+	df := h.df(1)
+	if df < 0 {
+		t.Fatal("pod2 has no single forwarder")
+	}
+	sick, standby := h.gws[1][df], h.gws[1][1-df]
+	// Break the DF's dataplane under its feet: its local segment interface
+	// disappears (renamed), so every reconcile fails.
+	ifname := fmt.Sprintf("seg%d", h.net.SegmentationID)
+	sick.MustExec("ip", "link", "set", ifname, "down")
+	sick.MustExec("ip", "link", "set", ifname, "name", "broken0")
+	eventually(t, 15*time.Second, "standby takes over from the unhealthy gateway", func() error {
+		if !h.forwarding(standby) {
+			return fmt.Errorf("standby not forwarding")
+		}
+		return nil
+	})
+	eventually(t, 10*time.Second, "pod1 points at the standby", func() error {
+		dst, err := fdbDst(h.gws[0][h.df(0)], h.net.SegmentationID, "fa:16:3e:00:00:02")
+		if err == nil && dst != standby.VTEP {
+			return fmt.Errorf("still %s", dst)
+		}
+		return err
+	})
+	eventually(t, 10*time.Second, "ping through the standby", func() error {
+		return netns.PingOnce(h.vms[0].NS, h.vms[1].IPv4.Addr(), 300*time.Millisecond)
+	})
+	// Repaired, it becomes healthy again and takes its networks back.
+	sick.MustExec("ip", "link", "set", "broken0", "name", ifname)
+	eventually(t, 20*time.Second, "repaired gateway forwards again", func() error {
+		if h.df(1) != df {
+			return fmt.Errorf("df is %d", h.df(1))
+		}
+		return nil
+	})
+}
+
+// A gossip partition inside a pod: the two gateways of pod2 cannot reach
+// each other on the gossip port while every other gateway reaches both.
+// memberlist's indirect probes (through other pods' gateways) keep each one
+// alive in the other's view, so nothing changes: one forwarder, remote pods
+// keep their entries, no loss. (A gateway cut off from every peer is the
+// split-brain case; docs/ha.md says what happens then.)
+func TestPartitionInsidePod(t *testing.T) {
+	t.Parallel()
+	h := newHALab(t)
+	df := h.df(1)
+	if df < 0 {
+		t.Fatal("pod2 has no single forwarder")
+	}
+	a, b := h.gws[1][0], h.gws[1][1]
+	before, err := fdbDst(h.gws[0][h.df(0)], h.net.SegmentationID, "fa:16:3e:00:00:02")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := netns.StartPinger(h.vms[0].NS, h.vms[1].IPv4.Addr(), 20*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sampler := h.sampleOverlap(1)
+	// Drop gossip between a and b only, in b's namespace, both directions.
+	rules := fmt.Sprintf(`table inet l2spart {
+	chain in { type filter hook input priority 0; ip saddr %s tcp dport 7946 drop; ip saddr %s udp dport 7946 drop; }
+	chain out { type filter hook output priority 0; ip daddr %s tcp dport 7946 drop; ip daddr %s udp dport 7946 drop; }
+}`, a.VTEP, a.VTEP, a.VTEP, a.VTEP)
+	f := filepath.Join(t.TempDir(), "part.nft")
+	if err := os.WriteFile(f, []byte(rules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.MustExec("nft", "-f", f)
+	// Several failure-detection periods.
+	time.Sleep(4 * time.Second)
+	if got := h.df(1); got != df {
+		t.Fatalf("forwarder of pod2 changed during an in-pod partition: %d -> %d", df, got)
+	}
+	during, err := fdbDst(h.gws[0][h.df(0)], h.net.SegmentationID, "fa:16:3e:00:00:02")
+	if err != nil || during != before {
+		t.Fatalf("remote pod repointed during an in-pod partition: %s -> %s (%v)", before, during, err)
+	}
+	b.MustExec("nft", "delete", "table", "inet", "l2spart")
+	overlap := sampler.Stop()
+	sent, got := p.Stop(300 * time.Millisecond)
+	t.Logf("in-pod gossip partition: double forwarding %s, %d of %d pings lost", overlap, sent-got, sent)
+	if overlap > 0 || sent != got {
+		t.Fatalf("in-pod partition: both forwarded for %s; lost %d of %d pings", overlap, sent-got, sent)
+	}
 }
