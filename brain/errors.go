@@ -41,10 +41,6 @@ func conflict(field, format string, args ...any) *Error {
 	return &Error{Status: http.StatusConflict, Code: CodeConflict, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
-func notFound(format string, args ...any) *Error {
-	return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf(format, args...)}
-}
-
 // AsError turns any error into an *Error: coded errors pass through, store
 // not-found becomes 404, everything else 500.
 func AsError(err error) *Error {

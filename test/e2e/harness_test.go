@@ -137,7 +137,6 @@ type lab struct {
 	agents map[string]*proc // by gateway id
 	gws    map[string]*netns.Gateway
 	seeds  []string
-	vni    int
 }
 
 const brainAddr = "198.51.100.1"
