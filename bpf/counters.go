@@ -18,7 +18,7 @@ const (
 	// MAC was rewritten to the gateway's own DVR MAC.
 	ActionRewritten = "rewritten"
 	// ActionRewriteFailed counts frames that matched a DVR prefix but could
-	// not be rewritten (bpf_skb_store_bytes failed); they pass unchanged.
+	// not be rewritten (header not writable); they pass unchanged.
 	ActionRewriteFailed = "rewrite_failed"
 	// ActionDroppedDHCP counts DHCPv4 frames (UDP to port 67 or 68) kept in the pod.
 	ActionDroppedDHCP = "dropped_dhcp"

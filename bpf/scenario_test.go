@@ -41,7 +41,7 @@ var (
 // threePods builds three pods spanning one network over VXLAN (vtep/linux,
 // MACs populated, no neighbor entries so ARP really crosses), with the bpf
 // programs on every gateway's seg0.
-func threePods(t *testing.T, withBPF bool) (*netns.Rig, []*pod) {
+func threePods(t testing.TB, withBPF bool) (*netns.Rig, []*pod) {
 	t.Helper()
 	netns.RequireRoot(t)
 	r := netns.NewRig(t)
