@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -36,7 +37,26 @@ type Service struct {
 	// committed is told the revision of every write that changed state.
 	committed func(rev int64)
 	now       func() time.Time
+
+	// Single-port creates are group-committed: requests that arrive while
+	// a commit is in flight share the next transaction (one fsync).
+	portQueue chan portRequest
+	batcher   sync.Once
 }
+
+type portRequest struct {
+	ctx  context.Context
+	port api.Port
+	done chan portResult
+}
+
+type portResult struct {
+	port api.Port
+	err  error
+}
+
+// maxPortBatch bounds one group commit.
+const maxPortBatch = 256
 
 // NewService returns a Service over st. committed, if not nil, is called
 // after each commit that produced a new revision.
@@ -50,7 +70,8 @@ func NewService(st *store.Store, cfg Config, committed func(int64)) *Service {
 	if cfg.DupWindow <= 0 {
 		cfg.DupWindow = 180 * time.Second
 	}
-	return &Service{store: st, cfg: cfg, committed: committed, now: func() time.Time { return time.Now().UTC() }}
+	return &Service{store: st, cfg: cfg, committed: committed, now: func() time.Time { return time.Now().UTC() },
+		portQueue: make(chan portRequest, 4*maxPortBatch)}
 }
 
 // Store returns the underlying store.
@@ -440,12 +461,66 @@ func (s *Service) ListSubnets(ctx context.Context, f store.SubnetFilter, pg stor
 // ---- ports ----
 
 // CreatePort binds a port in a pod, spreading the network there if needed.
+// Concurrent calls are committed together; each succeeds or fails alone.
 func (s *Service) CreatePort(ctx context.Context, req api.PortCreate) (api.Port, error) {
-	ports, err := s.CreatePorts(ctx, []api.PortCreate{req})
+	p, err := s.checkPort(req)
 	if err != nil {
-		return api.Port{}, err
+		return p, err
 	}
-	return ports[0], nil
+	s.batcher.Do(func() { go s.commitPorts() })
+	r := portRequest{ctx: ctx, port: p, done: make(chan portResult, 1)}
+	select {
+	case s.portQueue <- r:
+	case <-ctx.Done():
+		return api.Port{}, ctx.Err()
+	}
+	// Once queued the port may be committed even if the caller goes away;
+	// wait for the outcome so the answer is the truth.
+	res := <-r.done
+	return res.port, res.err
+}
+
+// commitPorts is the group-commit loop: it takes whatever single-port
+// creates are waiting, writes each under its own savepoint in one
+// transaction, and answers each with its own result.
+func (s *Service) commitPorts() {
+	for first := range s.portQueue {
+		batch := []portRequest{first}
+	drain:
+		for len(batch) < maxPortBatch {
+			select {
+			case r := <-s.portQueue:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		results := make([]portResult, len(batch))
+		ctx := context.Background()
+		err := s.write(ctx, func(tx *store.Tx) error {
+			for i, r := range batch {
+				results[i] = portResult{}
+				if err := r.ctx.Err(); err != nil {
+					results[i].err = err
+					continue
+				}
+				p := r.port
+				// A fresh cache per port: a failed port's rolled-back segment
+				// must not look present to the next one.
+				results[i].err = tx.Savepoint(ctx, func() error {
+					return s.insertPort(ctx, tx, &p, map[string]*portNetwork{})
+				})
+				results[i].port = p
+			}
+			return nil
+		})
+		for i, r := range batch {
+			if err != nil {
+				results[i] = portResult{err: err}
+			}
+			r.done <- results[i]
+		}
+	}
 }
 
 // CreatePorts creates many ports in one transaction: all or none. An error

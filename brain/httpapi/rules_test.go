@@ -405,3 +405,78 @@ func rawPost(t *testing.T, url, body string) rawResp {
 	json.NewDecoder(resp.Body).Decode(&r.body)
 	return r
 }
+
+// Concurrent single-port creates are group-committed; each still succeeds
+// or fails on its own, and a failed one never leaves a half-made segment
+// behind for the others.
+func TestConcurrentPortCreates(t *testing.T) {
+	storeKinds(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		c := startBrain(t, url, testConfig, httpapi.Options{}).client
+		threePods(t, c)
+		mkPods(t, c, api.Pod{ID: "pod4", AZ: "az2"})
+		n := must[api.Network](t)(c.CreateNetwork(ctx, api.NetworkCreate{Name: "n", Type: api.TypeSharedVXLAN, AZHints: []string{"az1", "az2"}}))
+		type res struct {
+			i   int
+			err error
+		}
+		out := make(chan res, 64)
+		var wg sync.WaitGroup
+		for i := range 64 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// Pairs share a MAC: one of each pair must win. Every 8th goes
+				// to pod3, outside the scope: it must fail alone.
+				pod := []string{"pod1", "pod2", "pod4"}[i%3]
+				if i%8 == 7 {
+					pod = "pod3"
+				}
+				_, err := c.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: pod, MAC: fmt.Sprintf("fa:16:3e:00:01:%02x", i/2)})
+				out <- res{i, err}
+			}()
+		}
+		wg.Wait()
+		close(out)
+		won := map[int]int{}
+		for r := range out {
+			switch {
+			case r.err == nil:
+				won[r.i/2]++
+			case r.i%8 == 7:
+				wantError(t, r.err, 409, "pod_id")
+			default:
+				wantError(t, r.err, 409, "mac")
+			}
+		}
+		for pair := range 32 {
+			if won[pair] > 1 {
+				t.Fatalf("MAC pair %d created twice", pair)
+			}
+		}
+		ports, err := api.ListAll(ctx, c.ListPorts, api.ListOptions{Filters: map[string]string{"network_id": n.ID}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := 0
+		for _, w := range won {
+			total += w
+		}
+		if len(ports) != total {
+			t.Fatalf("%d ports stored, %d creates answered 201", len(ports), total)
+		}
+		segs := must[[]api.Segment](t)(c.ListSegments(ctx, n.ID))
+		have := map[string]bool{}
+		for _, g := range segs {
+			have[g.PodID] = true
+		}
+		for _, p := range ports {
+			if !have[p.PodID] {
+				t.Fatalf("port %s in pod %s has no segment there (segments %+v)", p.ID, p.PodID, segs)
+			}
+		}
+		if have["pod3"] {
+			t.Fatal("a refused port left a segment in pod3")
+		}
+	})
+}

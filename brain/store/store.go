@@ -234,6 +234,28 @@ func (t *Tx) flushChanges(ctx context.Context) error {
 	return nil
 }
 
+// Savepoint runs fn inside a savepoint: if fn fails, what it wrote is rolled
+// back and the transaction stays usable (PostgreSQL would otherwise refuse
+// every later statement); the error is returned.
+func (t *Tx) Savepoint(ctx context.Context, fn func() error) error {
+	if _, err := t.tx.ExecContext(ctx, `SAVEPOINT l2s_sp`); err != nil {
+		return fmt.Errorf("savepoint: %w", err)
+	}
+	if err := fn(); err != nil {
+		if _, rerr := t.tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT l2s_sp`); rerr != nil {
+			return errors.Join(err, fmt.Errorf("rollback to savepoint: %w", rerr))
+		}
+		if _, rerr := t.tx.ExecContext(ctx, `RELEASE SAVEPOINT l2s_sp`); rerr != nil {
+			return errors.Join(err, fmt.Errorf("release savepoint: %w", rerr))
+		}
+		return err
+	}
+	if _, err := t.tx.ExecContext(ctx, `RELEASE SAVEPOINT l2s_sp`); err != nil {
+		return fmt.Errorf("release savepoint: %w", err)
+	}
+	return nil
+}
+
 func (t *Tx) rebind(q string) string {
 	if t.d != dialectPostgres || !strings.Contains(q, "?") {
 		return q
