@@ -25,6 +25,7 @@ systemd
 jq
 curl
 nftables
+neutron-server
 "
 
 say() { printf 'deps: %s\n' "$*"; }

@@ -101,6 +101,35 @@ CREATE TABLE port_moves (
 );
 CREATE INDEX port_moves_port ON port_moves (port_id, at);
 `,
+	3: `
+CREATE TABLE jobs (
+	id          TEXT PRIMARY KEY,
+	type        TEXT NOT NULL,
+	resource    TEXT NOT NULL,
+	pod_id      TEXT NOT NULL DEFAULT '',
+	state       TEXT NOT NULL,
+	attempts    INTEGER NOT NULL DEFAULT 0,
+	last_error  TEXT NOT NULL DEFAULT '',
+	next_run_at BIGINT NOT NULL DEFAULT 0,
+	lease_owner TEXT NOT NULL DEFAULT '',
+	lease_until BIGINT NOT NULL DEFAULT 0,
+	rerun       INTEGER NOT NULL DEFAULT 0,
+	created_at  BIGINT NOT NULL,
+	updated_at  BIGINT NOT NULL,
+	UNIQUE (type, resource, pod_id)
+);
+CREATE INDEX jobs_due ON jobs (state, next_run_at);
+CREATE TABLE resource_routes (
+	top_id        TEXT NOT NULL,
+	pod_id        TEXT NOT NULL,
+	resource_type TEXT NOT NULL,
+	bottom_id     TEXT NOT NULL,
+	network_id    TEXT NOT NULL DEFAULT '',
+	created_at    BIGINT NOT NULL,
+	PRIMARY KEY (top_id, pod_id, resource_type)
+);
+CREATE INDEX resource_routes_network ON resource_routes (network_id, pod_id);
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
