@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/l2span/l2span/agent/gossip"
+	"github.com/l2span/l2span/bpf"
 	"github.com/l2span/l2span/brain/api"
 	"github.com/l2span/l2span/internal/sdnotify"
 	"github.com/l2span/l2span/vtep"
@@ -30,6 +31,8 @@ import (
 type Config struct {
 	Pod       string
 	GatewayID string
+	// Backend is "linux" or "hwvtep".
+	Backend string
 
 	Brain *api.Client
 
@@ -80,8 +83,14 @@ type Agent struct {
 	sick     time.Time
 }
 
-// New builds an agent over dp (already open). It does not start anything.
-func New(cfg Config, dp vtep.Dataplane) (*Agent, error) {
+// Counters reads the eBPF programs' packet counters by action.
+type Counters interface {
+	Counters() (map[string]uint64, error)
+}
+
+// New builds an agent over dp (already open) and, if not nil, the eBPF
+// isolation (a bpf.Manager, which also gives Counters). It starts nothing.
+func New(cfg Config, dp vtep.Dataplane, iso Isolation) (*Agent, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -104,7 +113,11 @@ func New(cfg Config, dp vtep.Dataplane) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start gossip: %w", err)
 	}
-	gw := api.Gateway{ID: cfg.GatewayID, PodID: cfg.Pod, VTEP: cfg.VTEP.String(), Backend: gossip.BackendLinux,
+	if cfg.Backend == "" {
+		cfg.Backend = gossip.BackendLinux
+		a.cfg.Backend = cfg.Backend
+	}
+	gw := api.Gateway{ID: cfg.GatewayID, PodID: cfg.Pod, VTEP: cfg.VTEP.String(), Backend: cfg.Backend,
 		PopulateMACs: cfg.PopulateMACs}
 	if cfg.DVRMAC != nil {
 		gw.DVRMAC = cfg.DVRMAC.String()
@@ -114,6 +127,12 @@ func New(cfg Config, dp vtep.Dataplane) (*Agent, error) {
 		cache = filepath.Join(cfg.StateDir, "pod-state.json")
 	}
 	a.rec = NewReconciler(dp, a.plan, cfg.Resync, cfg.Logger.With("component", "reconcile"), a.reg)
+	if iso != nil {
+		a.rec.isolation = iso
+		if c, ok := iso.(Counters); ok {
+			a.registerBPFCounters(c)
+		}
+	}
 	a.sync = NewSyncer(cfg.Brain, gw, cache, cfg.Logger.With("component", "sync"), a.rec.Trigger)
 	a.rec.healthy = a.setHealthy
 	a.rec.synced = func() {
@@ -128,7 +147,7 @@ func New(cfg Config, dp vtep.Dataplane) (*Agent, error) {
 }
 
 func (a *Agent) meta(healthy bool) gossip.Meta {
-	return gossip.Meta{Pod: a.cfg.Pod, GatewayID: a.cfg.GatewayID, VTEP: a.cfg.VTEP, Backend: gossip.BackendLinux,
+	return gossip.Meta{Pod: a.cfg.Pod, GatewayID: a.cfg.GatewayID, VTEP: a.cfg.VTEP, Backend: a.cfg.Backend,
 		DVRMAC: a.cfg.DVRMAC, Healthy: healthy, Weight: a.cfg.Weight}
 }
 
@@ -168,7 +187,7 @@ func (a *Agent) plan() (Plan, bool) {
 	p := BuildPlan(PlanInput{
 		State: st, Members: members, Self: self, PodID: a.cfg.Pod,
 		LocalInterface: InterfaceTemplate(a.cfg.LocalInterface, a.log), PopulateMACs: a.cfg.PopulateMACs,
-		Previous: prev, Forward: forward,
+		Previous: prev, Forward: forward, OwnDVRMAC: a.cfg.DVRMAC,
 	})
 	keep := map[uint32]bool{}
 	would := 0
@@ -347,6 +366,33 @@ func (a *Agent) registerMetrics() {
 			func() float64 { return b2f(a.Healthy()) }),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+}
+
+// registerBPFCounters exports the eBPF counters, read at scrape time, as
+// l2span_agent_bpf_packets_total{action}.
+func (a *Agent) registerBPFCounters(c Counters) {
+	var mu sync.Mutex
+	var cached map[string]uint64
+	var at time.Time
+	read := func(action string) float64 {
+		mu.Lock()
+		defer mu.Unlock()
+		// One map read per scrape, not one per action.
+		if time.Since(at) > 500*time.Millisecond {
+			m, err := c.Counters()
+			if err != nil {
+				return 0
+			}
+			cached, at = m, time.Now()
+		}
+		return float64(cached[action])
+	}
+	for _, action := range bpf.Actions() {
+		a.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "l2span_agent_bpf_packets_total", Help: "Packets seen by the eBPF programs, by action.",
+			ConstLabels: prometheus.Labels{"action": action},
+		}, func() float64 { return read(action) }))
+	}
 }
 
 func b2f(b bool) float64 {

@@ -5,10 +5,12 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/l2span/l2span/agent/gossip"
+	"github.com/l2span/l2span/bpf"
 	"github.com/l2span/l2span/brain/api"
 	"github.com/l2span/l2span/vtep"
 )
@@ -28,6 +30,9 @@ type Plan struct {
 	Forwarders map[ForwarderKey]netip.Addr
 	// Skipped explains entries that were left out (malformed data).
 	Skipped []string
+	// Isolation is what the eBPF programs need on each forwarded network's
+	// local interface: DVR MAC rewrite and per-pod DHCP/gateway isolation.
+	Isolation []bpf.Attachment
 }
 
 // PlanInput is everything the plan depends on.
@@ -42,6 +47,8 @@ type PlanInput struct {
 	LocalInterface func(api.NetworkState) string
 	// PopulateMACs false means flood-and-learn.
 	PopulateMACs bool
+	// OwnDVRMAC is this host's DVR MAC in its pod's Neutron (may be nil).
+	OwnDVRMAC net.HardwareAddr
 	// Forward decides whether this gateway forwards a network whose
 	// designated forwarder in this pod, by the hashing, is df (see
 	// handover). Nil means: exactly when df is this gateway.
@@ -124,9 +131,41 @@ func BuildPlan(in PlanInput) Plan {
 			}
 		}
 		p.Config.Networks = append(p.Config.Networks, nw)
+		if nw.LocalInterface != "" {
+			p.Isolation = append(p.Isolation, isolation(in, n, nw.LocalInterface, &p))
+		}
 	}
 	p.Config = p.Config.Normalize()
 	return p
+}
+
+// isolation builds the eBPF attachment of one network's local interface.
+func isolation(in PlanInput, n api.NetworkState, ifname string, p *Plan) bpf.Attachment {
+	a := bpf.Attachment{Interface: ifname, OwnDVRMAC: in.OwnDVRMAC}
+	if in.OwnDVRMAC != nil {
+		pods := make([]string, 0, len(in.State.DVRBaseMACs))
+		for pod := range in.State.DVRBaseMACs {
+			pods = append(pods, pod)
+		}
+		slices.Sort(pods)
+		for _, pod := range pods {
+			pf, err := bpf.ParseMACPrefix(in.State.DVRBaseMACs[pod])
+			if err != nil {
+				p.Skipped = append(p.Skipped, fmt.Sprintf("pod %s: dvr_base_mac %q: %v", pod, in.State.DVRBaseMACs[pod], err))
+				continue
+			}
+			a.RemoteDVRPrefixes = append(a.RemoteDVRPrefixes, pf)
+		}
+	}
+	for _, sn := range n.Subnets {
+		if sn.GatewayIP == "" {
+			continue
+		}
+		if ip, err := netip.ParseAddr(sn.GatewayIP); err == nil {
+			a.GatewayIPs = append(a.GatewayIPs, ip)
+		}
+	}
+	return a
 }
 
 func parseMAC(s string) (net.HardwareAddr, error) {

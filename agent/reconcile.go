@@ -2,11 +2,14 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/l2span/l2span/bpf"
 	"github.com/l2span/l2span/vtep"
 )
 
@@ -15,11 +18,13 @@ import (
 // inputs and one Set on the dataplane, which reads back the kernel and
 // changes only what differs. Triggers coalesce; failures retry with backoff.
 type Reconciler struct {
-	dp      vtep.Dataplane
-	plan    func() (Plan, bool)
-	resync  time.Duration
-	log     *slog.Logger
-	trigger chan struct{}
+	dp vtep.Dataplane
+	// isolation, when set, holds the eBPF programs on local interfaces.
+	isolation Isolation
+	plan      func() (Plan, bool)
+	resync    time.Duration
+	log       *slog.Logger
+	trigger   chan struct{}
 	// healthy is told after each Set whether the dataplane took it.
 	healthy func(bool)
 	// synced is called once, after the first successful Set.
@@ -30,6 +35,11 @@ type Reconciler struct {
 	changes  *prometheus.CounterVec
 	lastOK   prometheus.Gauge
 	standby  prometheus.Gauge
+}
+
+// Isolation is the seam to the eBPF programs (bpf.Manager).
+type Isolation interface {
+	Set(ctx context.Context, want []bpf.Attachment) (bpf.Result, error)
 }
 
 // NewReconciler returns a reconciler over dp. plan returns false while
@@ -80,6 +90,12 @@ func (r *Reconciler) Run(ctx context.Context) {
 		}
 		start := time.Now()
 		res, err := r.dp.Set(ctx, plan.Config)
+		if r.isolation != nil {
+			// After the VXLAN side: the local interfaces exist by now.
+			if _, berr := r.isolation.Set(ctx, plan.Isolation); berr != nil {
+				err = errors.Join(err, fmt.Errorf("ebpf isolation: %w", berr))
+			}
+		}
 		r.duration.Observe(time.Since(start).Seconds())
 		r.count(res)
 		r.standby.Set(float64(len(plan.Standby)))

@@ -85,7 +85,8 @@ type Attachment struct {
 	// Interface is the local-segment interface (a port of the gateway's
 	// bridge), in the Manager's namespace.
 	Interface string
-	// OwnDVRMAC is this gateway's DVR MAC, registered in the local Neutron.
+	// OwnDVRMAC is this gateway's DVR MAC, registered in the local Neutron;
+	// nil on a host without DVR (then RemoteDVRPrefixes must be empty too).
 	OwnDVRMAC net.HardwareAddr
 	// RemoteDVRPrefixes are every other pod's dvr_base_mac prefixes.
 	RemoteDVRPrefixes []MACPrefix
@@ -418,7 +419,20 @@ func (m *Manager) resolve(want []Attachment) (wants []wanted, keep map[int]bool,
 	return wants, keep, errs
 }
 
+func (m *Manager) validateGateways(a Attachment) error {
+	for _, ip := range a.GatewayIPs {
+		if !ip.IsValid() {
+			return errors.New("invalid gateway ip")
+		}
+	}
+	return nil
+}
+
 func (m *Manager) validate(a Attachment) error {
+	// A host without DVR has no DVR MAC: isolation only, no rewrite.
+	if len(a.OwnDVRMAC) == 0 && len(a.RemoteDVRPrefixes) == 0 {
+		return m.validateGateways(a)
+	}
 	if len(a.OwnDVRMAC) != 6 {
 		return fmt.Errorf("own dvr mac %q: not a 48-bit MAC", a.OwnDVRMAC)
 	}
@@ -434,12 +448,7 @@ func (m *Manager) validate(a Attachment) error {
 				"own_dvr_mac", a.OwnDVRMAC.String(), "prefix", p.String())
 		}
 	}
-	for _, ip := range a.GatewayIPs {
-		if !ip.IsValid() {
-			return errors.New("invalid gateway ip")
-		}
-	}
-	return nil
+	return m.validateGateways(a)
 }
 
 func desiredEntries(wants []wanted) (map[l2spanDvrKey]l2spanDvrVal, map[l2spanGwKey]struct{}) {

@@ -26,6 +26,7 @@ cleanup() {
 	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
 	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
 	for ns in $(ip netns list | awk '{print $1}' | grep "^$P-"); do ip netns del "$ns"; done
+	mountpoint -q "$WORK/bpffs" && umount "$WORK/bpffs"
 	rm -rf "$WORK"
 	echo "done."
 }
@@ -37,6 +38,9 @@ for ns in $(ip netns list | awk '{print $1}' | grep "^$P-" || true); do ip netns
 
 in_ns() { local ns=$1; shift; ip netns exec "$P-$ns" "$@"; }
 ctl() { in_ns ul "$BIN/l2spanctl" --brain http://198.51.100.1:9696 "$@"; }
+
+# The agents pin their eBPF programs and maps in a private bpffs.
+mkdir -p "$WORK/bpffs" && mount -t bpf bpf "$WORK/bpffs"
 
 say "underlay and brain (SQLite at $WORK/brain.db)"
 ip netns add $P-ul
@@ -87,7 +91,8 @@ for i in 1 2; do
 	in_ns p$i-gw "$BIN/l2span-agent" --pod pod$i --gateway-id pod$i-gw --brain-url http://198.51.100.1:9696 \
 		--vtep 198.51.100.1$i --underlay-dev ul0 --gossip-bind 198.51.100.1$i:7946 \
 		--gossip-seeds 198.51.100.11:7946,198.51.100.12:7946 --local-interface 'seg{vni}' \
-		--state-dir "$WORK/agent$i" --metrics-listen 127.0.0.1:9697 >"$WORK/agent$i.log" 2>&1 &
+		--state-dir "$WORK/agent$i" --metrics-listen 127.0.0.1:9697 --bpf-pin-dir "$WORK/bpffs/agent$i" \
+		>"$WORK/agent$i.log" 2>&1 &
 	PIDS+=($!)
 done
 
@@ -114,6 +119,9 @@ in_ns p1-gw ip neigh show dev "l2sb$VNI"
 say "VM in pod1 pings VM in pod2 across the overlay (IPv4, then IPv6)"
 in_ns p1-vm ping -c 3 -i 0.2 203.0.113.12
 in_ns p1-vm ping -6 -c 3 -i 0.2 2001:db8::12
+
+say "pod1's gateway: eBPF isolation attached to seg$VNI, counters in its metrics"
+in_ns p1-gw curl -s 127.0.0.1:9697/metrics | grep '^l2span_agent_bpf_packets_total' || true
 
 if [ -t 0 ] && [ "${DEMO_HOLD:-1}" = 1 ]; then
 	say "lab is up: try e.g. 'ip netns exec $P-p2-vm ping 203.0.113.11' or '$BIN/l2spanctl' in $P-ul; Ctrl-C tears it down"

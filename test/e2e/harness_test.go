@@ -129,6 +129,7 @@ func (p *proc) restart() {
 
 // lab is a rig of pods with a brain on the underlay and one agent per gateway.
 type lab struct {
+	bpffs  string
 	t      testing.TB
 	rig    *netns.Rig
 	bin    string
@@ -153,6 +154,20 @@ func newLab(t testing.TB) *lab {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
+	// A private bpffs for the agents' pinned eBPF maps and links; registered
+	// before the agents so it is unmounted after they are gone.
+	l.bpffs = filepath.Join(dir, "bpffs")
+	if err := os.MkdirAll(l.bpffs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("bpf", l.bpffs, "bpf", 0, ""); err != nil {
+		t.Fatalf("mount bpffs: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(l.bpffs, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount bpffs: %v", err)
+		}
+	})
 	l.brain = startProc(t, l.rig.Underlay, "brain", l.bin+"/l2span-brain", "--listen", brainAddr+":9696",
 		"--store", "sqlite://"+filepath.Join(dir, "brain.db"), "--vni-ranges", "4000:4999", "--poll-interval", "50ms")
 	// The test reaches the brain from inside the underlay namespace.
@@ -209,7 +224,7 @@ func (l *lab) startAgent(gw *netns.Gateway, opts ...agentOpt) *proc {
 		"--brain-url", "http://" + brainAddr + ":9696", "--vtep", gw.VTEP.String(), "--underlay-dev", gw.UnderlayDev,
 		"--gossip-bind", gw.VTEP.String() + ":7946", "--gossip-seeds", strings.Join(l.seeds, ","),
 		"--local-interface", "seg{vni}", "--state-dir", filepath.Join(l.t.TempDir(), id), "--metrics-listen", "",
-		"--resync-interval", "5s", "--log-level", "debug"}
+		"--resync-interval", "5s", "--log-level", "debug", "--bpf-pin-dir", filepath.Join(l.bpffs, id)}
 	for _, o := range opts {
 		o(&args)
 	}

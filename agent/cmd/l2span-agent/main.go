@@ -20,9 +20,12 @@ import (
 
 	"github.com/l2span/l2span/agent"
 	"github.com/l2span/l2span/agent/gossip"
+	"github.com/l2span/l2span/bpf"
 	"github.com/l2span/l2span/brain/api"
 	"github.com/l2span/l2span/internal/flagfile"
 	"github.com/l2span/l2span/internal/logging"
+	"github.com/l2span/l2span/vtep"
+	"github.com/l2span/l2span/vtep/hwvtep"
 	"github.com/l2span/l2span/vtep/linux"
 )
 
@@ -33,6 +36,11 @@ type flags struct {
 	gossipSeeds, gossipKeyFile      string
 	probeInterval, probeTimeout     time.Duration
 	hold                            time.Duration
+	backend, ovsdbEndpoint          string
+	physicalSwitch                  string
+	ovsdbCert, ovsdbKey, ovsdbCA    string
+	bpf                             bool
+	bpfPinDir                       string
 	suspicionMult                   int
 	weight                          uint
 	vtep, underlay, dvrMAC, localIf string
@@ -66,6 +74,14 @@ func parse(args []string) (*flags, agent.Config, error) {
 	fs.IntVar(&f.suspicionMult, "gossip-suspicion-mult", gossip.DefaultSuspicionMult, "suspicion timeout multiplier")
 	fs.DurationVar(&f.hold, "handover-hold", 0, "wait before taking a network over from a live gateway of this pod (0: the probe interval)")
 	fs.UintVar(&f.weight, "weight", uint(gossip.DefaultWeight), "designated forwarder weight (share of networks this gateway forwards)")
+	fs.StringVar(&f.backend, "backend", "linux", "dataplane: linux (kernel VXLAN) or hwvtep (a switch's OVSDB hardware_vtep tables)")
+	fs.StringVar(&f.ovsdbEndpoint, "ovsdb-endpoint", "unix:/var/run/openvswitch/db.sock", "hwvtep: the switch's OVSDB server (unix:PATH, tcp:HOST:PORT, ssl:HOST:PORT)")
+	fs.StringVar(&f.physicalSwitch, "physical-switch", "", "hwvtep: name of the switch's Physical_Switch row")
+	fs.StringVar(&f.ovsdbCert, "ovsdb-cert", "", "hwvtep: client certificate for ssl: (with -ovsdb-key and -ovsdb-ca)")
+	fs.StringVar(&f.ovsdbKey, "ovsdb-key", "", "hwvtep: client key for ssl:")
+	fs.StringVar(&f.ovsdbCA, "ovsdb-ca", "", "hwvtep: CA of the OVSDB server for ssl:")
+	fs.BoolVar(&f.bpf, "bpf", true, "linux: attach the eBPF DVR-rewrite and isolation programs to local interfaces")
+	fs.StringVar(&f.bpfPinDir, "bpf-pin-dir", bpf.DefaultPinDir, "linux: bpffs directory for pinned maps and links (one per agent)")
 	fs.StringVar(&f.vtep, "vtep", "", "this gateway's VTEP (tunnel source) IP (required)")
 	fs.StringVar(&f.underlay, "underlay-dev", "", "device VXLAN leaves by (default: by route)")
 	fs.UintVar(&f.vxlanPort, "vxlan-port", linux.DefaultPort, "VXLAN UDP port")
@@ -97,6 +113,18 @@ func parse(args []string) (*flags, agent.Config, error) {
 		if cfg.DVRMAC, err = net.ParseMAC(f.dvrMAC); err != nil || len(cfg.DVRMAC) != 6 {
 			return nil, cfg, fmt.Errorf("dvr-mac %q: not a 48-bit MAC", f.dvrMAC)
 		}
+	}
+	switch f.backend {
+	case "linux":
+	case "hwvtep":
+		if f.physicalSwitch == "" {
+			return nil, cfg, errors.New("physical-switch is required with backend hwvtep")
+		}
+		if (f.ovsdbCert == "") != (f.ovsdbKey == "") {
+			return nil, cfg, errors.New("ovsdb-cert and ovsdb-key go together")
+		}
+	default:
+		return nil, cfg, fmt.Errorf("backend %q: want linux or hwvtep", f.backend)
 	}
 	if f.vxlanPort == 0 || f.vxlanPort > 65535 {
 		return nil, cfg, fmt.Errorf("vxlan-port %d: want 1-65535", f.vxlanPort)
@@ -169,7 +197,7 @@ func parse(args []string) (*flags, agent.Config, error) {
 	if err != nil {
 		return nil, cfg, err
 	}
-	cfg.Pod, cfg.GatewayID, cfg.Gossip, cfg.Weight = f.pod, f.gatewayID, g, uint16(f.weight)
+	cfg.Pod, cfg.GatewayID, cfg.Gossip, cfg.Weight, cfg.Backend = f.pod, f.gatewayID, g, uint16(f.weight), f.backend
 	cfg.LocalInterface, cfg.PopulateMACs, cfg.Resync, cfg.Hold = f.localIf, f.populate, f.resync, f.hold
 	cfg.StateDir, cfg.MetricsListen, cfg.Logger = f.stateDir, f.metricsListen, log
 	return f, cfg, nil
@@ -210,17 +238,68 @@ func run(f *flags, cfg agent.Config) error {
 	if err := agent.EnsureStateDir(cfg.StateDir); err != nil {
 		return err
 	}
-	dp, err := linux.New(linux.Options{LocalVTEP: cfg.VTEP, UnderlayDev: f.underlay, Port: uint16(f.vxlanPort),
-		MTU: f.mtu, Prefix: f.prefix, Logger: cfg.Logger.With("component", "vtep")})
-	if err != nil {
-		return fmt.Errorf("open linux dataplane: %w", err)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	var dp vtep.Dataplane
+	var iso agent.Isolation
+	switch f.backend {
+	case "hwvtep":
+		tlsCfg, err := ovsdbTLS(f)
+		if err != nil {
+			return err
+		}
+		b, err := hwvtep.New(ctx, hwvtep.Options{Endpoint: f.ovsdbEndpoint, TLS: tlsCfg, PhysicalSwitch: f.physicalSwitch,
+			TunnelIP: cfg.VTEP, Logger: cfg.Logger.With("component", "hwvtep")})
+		if err != nil {
+			return fmt.Errorf("open hwvtep dataplane: %w", err)
+		}
+		dp = b
+	default:
+		b, err := linux.New(linux.Options{LocalVTEP: cfg.VTEP, UnderlayDev: f.underlay, Port: uint16(f.vxlanPort),
+			MTU: f.mtu, Prefix: f.prefix, Logger: cfg.Logger.With("component", "vtep")})
+		if err != nil {
+			return fmt.Errorf("open linux dataplane: %w", err)
+		}
+		dp = b
+		if f.bpf {
+			m, err := bpf.New(bpf.Options{PinDir: f.bpfPinDir, Logger: cfg.Logger.With("component", "bpf")})
+			if err != nil {
+				return fmt.Errorf("open ebpf programs (or run with -bpf=false): %w", err)
+			}
+			defer m.Close()
+			iso = m
+		}
 	}
 	defer dp.Close()
-	a, err := agent.New(cfg, dp)
+	a, err := agent.New(cfg, dp, iso)
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
 	return a.Run(ctx)
+}
+
+func ovsdbTLS(f *flags) (*tls.Config, error) {
+	if f.ovsdbCert == "" && f.ovsdbCA == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if f.ovsdbCert != "" {
+		cert, err := tls.LoadX509KeyPair(f.ovsdbCert, f.ovsdbKey)
+		if err != nil {
+			return nil, fmt.Errorf("ovsdb-cert/ovsdb-key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	if f.ovsdbCA != "" {
+		pem, err := os.ReadFile(f.ovsdbCA)
+		if err != nil {
+			return nil, fmt.Errorf("ovsdb-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ovsdb-ca %s: no PEM certificates", f.ovsdbCA)
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
 }
