@@ -10,10 +10,7 @@ package httpapi_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -23,7 +20,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/l2span/l2span/brain"
 	"github.com/l2span/l2span/brain/api"
 	"github.com/l2span/l2span/brain/httpapi"
 	"github.com/l2span/l2span/test/pgtest"
@@ -341,121 +337,6 @@ func BenchmarkWatchFanout(b *testing.B) {
 			b.ReportMetric(percentile(lat, 0.50), "p50-ms")
 			b.ReportMetric(percentile(lat, 0.99), "p99-ms")
 			b.ReportMetric(percentile(lat, 1), "max-ms")
-		})
-	}
-}
-
-// groupCommitter is a PROTOTYPE of the proposed fix, for measurement only:
-// single-port POST /v1/ports requests are queued, and one committer commits
-// everything queued in one Service.CreatePorts transaction (one fsync,
-// one revision) while the next requests queue up. Unlike the real fix it has
-// no per-port savepoints: one bad port would fail its whole batch. Every
-// other request goes to the real server.
-type groupCommitter struct {
-	svc  *brain.Service
-	next http.Handler
-	q    chan gcItem
-}
-
-type gcItem struct {
-	req api.PortCreate
-	res chan gcResult
-}
-
-type gcResult struct {
-	port api.Port
-	err  error
-}
-
-func (g *groupCommitter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost || r.URL.Path != "/v1/ports" {
-		g.next.ServeHTTP(w, r)
-		return
-	}
-	var req api.PortCreate
-	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	it := gcItem{req: req, res: make(chan gcResult, 1)}
-	g.q <- it
-	res := <-it.res
-	if res.err != nil {
-		http.Error(w, res.err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusCreated)
-	_ = json.NewEncoder(w).Encode(res.port)
-}
-
-func (g *groupCommitter) run(ctx context.Context, batches *atomic.Int64) {
-	for {
-		var batch []gcItem
-		select {
-		case it := <-g.q:
-			batch = append(batch, it)
-		case <-ctx.Done():
-			return
-		}
-	drain:
-		for len(batch) < 256 {
-			select {
-			case it := <-g.q:
-				batch = append(batch, it)
-			default:
-				break drain
-			}
-		}
-		reqs := make([]api.PortCreate, len(batch))
-		for i, it := range batch {
-			reqs[i] = it.req
-		}
-		ports, err := g.svc.CreatePorts(ctx, reqs)
-		batches.Add(1)
-		for i, it := range batch {
-			if err != nil {
-				it.res <- gcResult{err: err}
-			} else {
-				it.res <- gcResult{port: ports[i]}
-			}
-		}
-	}
-}
-
-// BenchmarkPortCreateGroupCommitPrototype is BenchmarkPortCreate against the
-// groupCommitter prototype above: what group commit would give the same 8
-// clients sending one port per request. It measures a proposal, not the
-// shipped code path.
-func BenchmarkPortCreateGroupCommitPrototype(b *testing.B) {
-	parent := b
-	for _, kind := range []string{"sqlite", "postgres"} {
-		var env *benchEnv
-		var client *api.Client
-		var batches atomic.Int64
-		b.Run(kind, func(b *testing.B) {
-			if env == nil {
-				env = newBenchEnv(parentTB{b, parent}, kind)
-				ctx, cancel := context.WithCancel(context.Background())
-				gc := &groupCommitter{svc: env.b.svc, next: env.b.server, q: make(chan gcItem, 1024)}
-				go gc.run(ctx, &batches)
-				srv := httptest.NewServer(gc)
-				parent.Cleanup(func() { cancel(); srv.CloseClientConnections(); srv.Close() })
-				var err error
-				if client, err = api.NewClient(srv.URL); err != nil {
-					b.Fatal(err)
-				}
-			}
-			ctx := context.Background()
-			before := batches.Load()
-			lat := runConcurrent(b, benchClients, func() error {
-				_, err := client.CreatePort(ctx, env.port())
-				return err
-			})
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ports/s")
-			b.ReportMetric(percentile(lat, 0.50), "p50-ms")
-			b.ReportMetric(percentile(lat, 0.99), "p99-ms")
-			b.ReportMetric(float64(b.N)/float64(max(1, batches.Load()-before)), "ports/commit")
 		})
 	}
 }
