@@ -54,7 +54,10 @@ type Config struct {
 	StateDir string
 	// MetricsListen serves /metrics, /healthz and /readyz; empty disables it.
 	MetricsListen string
-	Logger        *slog.Logger
+	// KernelWatch, when set, is the device prefix whose kernel changes
+	// trigger a reconcile (linux backend).
+	KernelWatch string
+	Logger      *slog.Logger
 }
 
 // Agent is one running gateway agent.
@@ -64,8 +67,10 @@ type Agent struct {
 	gossip *gossip.Gossip
 	sync   *Syncer
 	rec    *Reconciler
-	reg    *prometheus.Registry
-	log    *slog.Logger
+	// learner reports the switch's learned MACs (hwvtep); nil otherwise.
+	learner *Learner
+	reg     *prometheus.Registry
+	log     *slog.Logger
 
 	handover *handover
 	// settleAt is when gossip has settled after start; zero until joined.
@@ -141,6 +146,9 @@ func New(cfg Config, dp vtep.Dataplane, iso Isolation) (*Agent, error) {
 		a.mu.Unlock()
 		sdnotify.Ready()
 		a.log.Info("dataplane in sync; ready")
+	}
+	if src, ok := dp.(MACSource); ok && cfg.Brain != nil {
+		a.learner = NewLearner(cfg.Brain, src, cfg.Pod, a.sync.State, a.forwardedVNIs, cfg.Resync, cfg.Logger.With("component", "learned"))
 	}
 	a.registerMetrics()
 	return a, nil
@@ -298,6 +306,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	go func() { defer wg.Done(); a.sync.Run(ctx) }()
 	go func() { defer wg.Done(); a.rec.Run(ctx) }()
+	if a.cfg.KernelWatch != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			WatchKernel(ctx, a.cfg.KernelWatch, a.wantsInterface, a.rec.Trigger, 200*time.Millisecond, a.log.With("component", "kernelwatch"))
+		}()
+	}
+	if a.learner != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.learner.Run(ctx) }()
+	}
 	stopWatchdog := sdnotify.StartWatchdog(ctx, func() error {
 		if !a.Healthy() {
 			return errors.New("unhealthy")
@@ -319,6 +338,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.gossip.Shutdown()
 	return err
+}
+
+// wantsInterface reports whether ifname is a local interface of the last plan.
+func (a *Agent) wantsInterface(ifname string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, n := range a.lastPlan.Config.Networks {
+		if n.LocalInterface == ifname {
+			return true
+		}
+	}
+	return false
 }
 
 // Healthy reports whether the dataplane takes its plan.

@@ -261,3 +261,66 @@ func TestFloodAndLearn(t *testing.T) {
 		}
 	}
 }
+
+// An FDB entry or a whole device removed behind the agent's back comes back
+// from a kernel notification, long before the periodic resync (set to 60 s
+// here) would have repaired it.
+func TestKernelDriftRepairedAtOnce(t *testing.T) {
+	t.Parallel()
+	s := newSpanned(t, 2, func(a *[]string) { *a = append(*a, "--resync-interval", "60s") })
+	s.createPorts(t)
+	pingAll(t, s.vms, 10*time.Second)
+	gw, vni, mac := s.gws[0], s.net.SegmentationID, s.ports[1].MAC
+	gw.MustExec("bridge", "fdb", "del", mac, "dev", fmt.Sprintf("l2sv%d", vni), "dst", s.gws[1].VTEP.String(), "self")
+	if _, err := fdbDst(gw, vni, mac); err == nil {
+		t.Fatal("entry still there after bridge fdb del")
+	}
+	eventually(t, 10*time.Second, "deleted fdb entry restored", func() error {
+		_, err := fdbDst(gw, vni, mac)
+		return err
+	})
+	gw.MustExec("ip", "link", "del", fmt.Sprintf("l2sv%d", vni))
+	eventually(t, 10*time.Second, "deleted vxlan device restored with its entries", func() error {
+		_, err := fdbDst(gw, vni, mac)
+		return err
+	})
+	if err := netns.PingOnce(s.vms[0].NS, s.vms[1].IPv4.Addr(), 2*time.Second); err != nil {
+		t.Fatalf("after repair: %v", err)
+	}
+}
+
+// A port re-bound in another pod (a VM moved) is repointed on every remote
+// gateway, carrying its new mobility sequence.
+func TestPortMoveRepoints(t *testing.T) {
+	t.Parallel()
+	s := newSpanned(t, 3)
+	ports := s.createPorts(t)
+	pingAll(t, s.vms[:2], 10*time.Second)
+	vni, mac := s.net.SegmentationID, s.ports[1].MAC
+	pod3 := "pod3"
+	moved, err := s.client.UpdatePort(context.Background(), ports[1].ID, api.PortUpdate{PodID: &pod3})
+	if err != nil || moved.MobilitySeq != 1 {
+		t.Fatalf("move: %+v %v", moved, err)
+	}
+	eventually(t, 10*time.Second, "pod1's gateway points the moved MAC at pod3", func() error {
+		dst, err := fdbDst(s.gws[0], vni, mac)
+		if err == nil && dst != s.gws[2].VTEP {
+			return fmt.Errorf("points at %s", dst)
+		}
+		return err
+	})
+	// pod3 now owns the MAC: its own gateway holds no entry for it; pod2,
+	// whose only port it was, leaves the network's span altogether.
+	eventually(t, 10*time.Second, "pod3's gateway drops its remote entry", func() error {
+		if _, err := fdbDst(s.gws[2], vni, mac); err == nil {
+			return fmt.Errorf("still there")
+		}
+		return nil
+	})
+	eventually(t, 10*time.Second, "pod2's gateway drops the network", func() error {
+		if _, err := s.gws[1].Handle().LinkByName(fmt.Sprintf("l2sv%d", vni)); err == nil {
+			return fmt.Errorf("l2sv%d still there", vni)
+		}
+		return nil
+	})
+}

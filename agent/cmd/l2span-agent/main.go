@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -174,20 +173,8 @@ func parse(args []string) (*flags, agent.Config, error) {
 		}
 	}
 	if f.gossipKeyFile != "" {
-		b, err := os.ReadFile(f.gossipKeyFile)
-		if err != nil {
+		if g.SecretKeys, err = agent.ReadKeyFile(f.gossipKeyFile); err != nil {
 			return nil, cfg, fmt.Errorf("gossip-key-file: %w", err)
-		}
-		for i, line := range strings.Split(string(b), "\n") {
-			line = strings.TrimSpace(line)
-			if line == "" || strings.HasPrefix(line, "#") {
-				continue
-			}
-			k, err := base64.StdEncoding.DecodeString(line)
-			if err != nil {
-				return nil, cfg, fmt.Errorf("gossip-key-file %s line %d: not base64", f.gossipKeyFile, i+1)
-			}
-			g.SecretKeys = append(g.SecretKeys, k)
 		}
 	}
 	if err := g.Validate(); err != nil {
@@ -271,10 +258,34 @@ func run(f *flags, cfg agent.Config) error {
 		}
 	}
 	defer dp.Close()
+	if f.backend == "linux" {
+		cfg.KernelWatch = f.prefix
+	}
 	a, err := agent.New(cfg, dp, iso)
 	if err != nil {
 		return err
 	}
+	// SIGHUP re-reads the gossip key file and rotates the keyring to it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			if f.gossipKeyFile == "" {
+				cfg.Logger.Warn("SIGHUP: no gossip-key-file to reload")
+				continue
+			}
+			keys, err := agent.ReadKeyFile(f.gossipKeyFile)
+			if err == nil {
+				err = a.RotateKeys(keys)
+			}
+			if err != nil {
+				cfg.Logger.Error("SIGHUP: gossip keys not rotated", "err", err)
+				continue
+			}
+			cfg.Logger.Info("SIGHUP: gossip keyring rotated", "keys", len(keys))
+		}
+	}()
 	return a.Run(ctx)
 }
 
