@@ -226,7 +226,9 @@ func (l *Learner) claim(ctx context.Context, k netMAC, ip string) error {
 	if err != nil {
 		return fmt.Errorf("look up %s in network %s: %w", k.mac, k.network, err)
 	}
-	for _, p := range other.Items {
+	// A MAC is unique in its network: at most one port has it.
+	if len(other.Items) > 0 {
+		p := other.Items[0]
 		if p.PodID == l.pod {
 			return nil // appeared meanwhile
 		}
