@@ -28,6 +28,9 @@ type Config struct {
 	VNIRanges  []VNIRange
 	DupMoves   int
 	DupWindow  time.Duration
+	// BottomJobs enqueues a network_sync job (in the same transaction) for
+	// each (network, pod) whose ports change, so the bottom clouds follow.
+	BottomJobs bool
 }
 
 // Service applies the rules over a store.
@@ -292,6 +295,9 @@ func (s *Service) DeleteNetwork(ctx context.Context, id string) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM subnets WHERE network_id = ?`, id); err != nil {
 			return fmt.Errorf("delete subnets of %s: %w", id, err)
 		}
+		if err := s.bottomNetworkChanged(ctx, tx, id); err != nil {
+			return err
+		}
 		tx.Changed(id)
 		return tx.DeleteNetwork(ctx, id)
 	})
@@ -429,6 +435,9 @@ func (s *Service) CreateSubnet(ctx context.Context, sn api.Subnet) (api.Subnet, 
 			}
 		}
 		tx.Changed(sn.NetworkID)
+		if err := s.bottomNetworkChanged(ctx, tx, sn.NetworkID); err != nil {
+			return err
+		}
 		return tx.InsertSubnet(ctx, sn)
 	})
 	return sn, err
@@ -442,6 +451,9 @@ func (s *Service) DeleteSubnet(ctx context.Context, id string) error {
 			return err
 		}
 		tx.Changed(sn.NetworkID)
+		if err := s.bottomNetworkChanged(ctx, tx, sn.NetworkID); err != nil {
+			return err
+		}
 		return tx.DeleteSubnet(ctx, id)
 	})
 }
@@ -691,7 +703,7 @@ func (s *Service) insertPort(ctx context.Context, tx *store.Tx, p *api.Port, cac
 		return err
 	}
 	tx.Changed(pn.net.ID)
-	return nil
+	return s.bottomChanged(ctx, tx, pn.net.ID, p.PodID)
 }
 
 // inScope checks that pod is inside the network's AZ scope.
@@ -732,7 +744,7 @@ func (s *Service) DeletePort(ctx context.Context, id string) error {
 			}
 		}
 		tx.Changed(p.NetworkID)
-		return nil
+		return s.bottomChanged(ctx, tx, p.NetworkID, p.PodID)
 	})
 }
 
@@ -817,6 +829,9 @@ func (s *Service) UpdatePort(ctx context.Context, id string, u api.PortUpdate) (
 		}
 		tx.Changed(p.NetworkID)
 		out = p
+		if err := s.bottomChanged(ctx, tx, p.NetworkID, p.PodID); err != nil {
+			return err
+		}
 		return tx.UpdatePort(ctx, p)
 	})
 	if err == nil && frozen != nil {
@@ -870,7 +885,7 @@ func (s *Service) movePort(ctx context.Context, tx *store.Tx, p *api.Port, to st
 			return err
 		}
 	}
-	return nil
+	return s.bottomChanged(ctx, tx, p.NetworkID, p.PodID)
 }
 
 // GetPort returns a port.

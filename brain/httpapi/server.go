@@ -456,6 +456,8 @@ func (s *Server) register() {
 	s.handle("DELETE", "/v1/gateways/{id}", func(r *http.Request) (any, int, error) {
 		return nil, http.StatusNoContent, s.svc.DeleteGateway(r.Context(), r.PathValue("id"))
 	})
+
+	s.registerJobs()
 }
 
 // createPorts takes one port, or {"ports":[...]} for a bulk create.

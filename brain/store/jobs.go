@@ -18,7 +18,8 @@ import (
 // failed with next_run_at in the past, or running with an expired lease (its
 // worker died). Claims run in write transactions, which are serialized across
 // every brain replica, so one job is never handed to two workers whose leases
-// are both valid.
+// are both valid. Parameters inside CASE carry a CAST: PostgreSQL cannot
+// infer their type there.
 
 const jobCols = `id, type, resource, pod_id, state, attempts, last_error, next_run_at, lease_owner, lease_until, rerun, created_at, updated_at`
 
@@ -126,8 +127,8 @@ func (t *Tx) RenewLease(ctx context.Context, id, owner string, now time.Time, le
 // owner no longer held the lease (its result is dropped).
 func (t *Tx) CompleteJob(ctx context.Context, id, owner string, now time.Time) (bool, error) {
 	r, err := t.Exec(ctx, `UPDATE jobs SET
-		state = CASE WHEN rerun <> 0 THEN ? ELSE ? END,
-		next_run_at = CASE WHEN rerun <> 0 THEN ? ELSE 0 END,
+		state = CASE WHEN rerun <> 0 THEN CAST(? AS TEXT) ELSE CAST(? AS TEXT) END,
+		next_run_at = CASE WHEN rerun <> 0 THEN CAST(? AS BIGINT) ELSE 0 END,
 		attempts = CASE WHEN rerun <> 0 THEN 0 ELSE attempts END,
 		rerun = 0, last_error = '', lease_owner = '', lease_until = 0, updated_at = ?
 		WHERE id = ? AND lease_owner = ? AND state = ?`,
@@ -153,8 +154,8 @@ func (t *Tx) FailJob(ctx context.Context, id, owner string, now time.Time, runEr
 		runErr = runErr[:maxErr]
 	}
 	r, err := t.Exec(ctx, `UPDATE jobs SET state = ?,
-		next_run_at = CASE WHEN rerun <> 0 AND ? = 1 THEN ? ELSE ? END,
-		attempts = CASE WHEN rerun <> 0 AND ? = 1 THEN 0 ELSE attempts END,
+		next_run_at = CASE WHEN rerun <> 0 AND CAST(? AS INTEGER) = 1 THEN CAST(? AS BIGINT) ELSE CAST(? AS BIGINT) END,
+		attempts = CASE WHEN rerun <> 0 AND CAST(? AS INTEGER) = 1 THEN 0 ELSE attempts END,
 		rerun = 0, last_error = ?, lease_owner = '', lease_until = 0, updated_at = ?
 		WHERE id = ? AND lease_owner = ? AND state = ?`,
 		api.JobFailed, boolInt(next == 0), micros(now), next, boolInt(next == 0), runErr, micros(now), id, owner, api.JobRunning)
