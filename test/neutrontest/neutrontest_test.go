@@ -51,4 +51,3 @@ func TestServer(t *testing.T) {
 		t.Fatalf("neutron-server %d still running", pid)
 	}
 }
-
