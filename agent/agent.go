@@ -132,13 +132,27 @@ func New(cfg Config, dp vtep.Dataplane, iso Isolation) (*Agent, error) {
 		cache = filepath.Join(cfg.StateDir, "pod-state.json")
 	}
 	a.rec = NewReconciler(dp, a.plan, cfg.Resync, cfg.Logger.With("component", "reconcile"), a.reg)
+	var counters Counters
 	if iso != nil {
 		a.rec.isolation = iso
 		if c, ok := iso.(Counters); ok {
+			counters = c
 			a.registerBPFCounters(c)
 		}
 	}
 	a.sync = NewSyncer(cfg.Brain, gw, cache, cfg.Logger.With("component", "sync"), a.rec.Trigger)
+	a.sync.status = func() *api.GatewayStatus {
+		a.mu.Lock()
+		st := &api.GatewayStatus{Healthy: a.healthy, Forwarding: len(a.lastPlan.Config.Networks), Standby: len(a.lastPlan.Standby)}
+		a.mu.Unlock()
+		st.BrainConnected = a.sync.Status().Connected
+		if counters != nil {
+			if m, err := counters.Counters(); err == nil {
+				st.Counters = m
+			}
+		}
+		return st
+	}
 	a.rec.healthy = a.setHealthy
 	a.rec.synced = func() {
 		a.mu.Lock()

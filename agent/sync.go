@@ -31,6 +31,8 @@ type Syncer struct {
 	cachePath string
 	log       *slog.Logger
 	changed   func()
+	// status, if set, is reported with every registration.
+	status func() *api.GatewayStatus
 
 	mu        sync.Mutex
 	state     api.PodState
@@ -183,6 +185,9 @@ func (s *Syncer) registerLoop(ctx context.Context) {
 		}
 		g := s.gateway
 		g.Revision = s.Status().Revision
+		if s.status != nil {
+			g.Status = s.status()
+		}
 		if _, err := s.brain.RegisterGateway(ctx, g); err != nil {
 			if ctx.Err() == nil {
 				s.log.Debug("register gateway", "err", err)
@@ -190,7 +195,7 @@ func (s *Syncer) registerLoop(ctx context.Context) {
 			delay = 2 * time.Second
 			continue
 		}
-		delay = 30 * time.Second
+		delay = 10 * time.Second
 	}
 }
 

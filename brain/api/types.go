@@ -154,6 +154,24 @@ type Gateway struct {
 	PopulateMACs bool      `json:"populate_macs"`
 	LastSeen     time.Time `json:"last_seen"`
 	Revision     int64     `json:"revision"`
+	// Status is what the agent last reported of itself (nil if never).
+	Status *GatewayStatus `json:"status,omitempty"`
+}
+
+// GatewayStatus is an agent's own view, refreshed with its registration.
+type GatewayStatus struct {
+	// Healthy is false while the gateway withdrew from forwarder election
+	// (its dataplane fails).
+	Healthy bool `json:"healthy"`
+	// Forwarding and Standby count the spanned networks this gateway
+	// forwards as its pod's designated forwarder, and those another gateway
+	// of the pod forwards.
+	Forwarding int `json:"forwarding"`
+	Standby    int `json:"standby"`
+	// BrainConnected says whether the agent's watch of the brain is up.
+	BrainConnected bool `json:"brain_connected"`
+	// Counters are the eBPF programs' packet counters by action.
+	Counters map[string]uint64 `json:"counters,omitempty"`
 }
 
 // List is a page of results. Next is the marker for the following page, empty

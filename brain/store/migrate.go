@@ -130,6 +130,7 @@ CREATE TABLE resource_routes (
 );
 CREATE INDEX resource_routes_network ON resource_routes (network_id, pod_id);
 `,
+	4: `ALTER TABLE gateways ADD COLUMN status TEXT NOT NULL DEFAULT '';`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

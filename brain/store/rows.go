@@ -593,24 +593,40 @@ func (t *Tx) CountPorts(ctx context.Context, networkID, podID string) (int, erro
 
 // --- gateways ---
 
-const gatewayCols = `id, pod_id, vtep, backend, dvr_mac, populate_macs, revision, last_seen`
+const gatewayCols = `id, pod_id, vtep, backend, dvr_mac, populate_macs, revision, last_seen, status`
 
 func scanGateway(s interface{ Scan(...any) error }) (api.Gateway, error) {
 	var g api.Gateway
 	var pop int
 	var seen int64
-	err := s.Scan(&g.ID, &g.PodID, &g.VTEP, &g.Backend, &g.DVRMAC, &pop, &g.Revision, &seen)
+	var status string
+	err := s.Scan(&g.ID, &g.PodID, &g.VTEP, &g.Backend, &g.DVRMAC, &pop, &g.Revision, &seen, &status)
 	g.PopulateMACs = pop != 0
 	g.LastSeen = fromMicros(seen)
+	if err == nil && status != "" {
+		g.Status = &api.GatewayStatus{}
+		if jerr := json.Unmarshal([]byte(status), g.Status); jerr != nil {
+			g.Status = nil
+		}
+	}
 	return g, err
 }
 
 // UpsertGateway registers or refreshes a gateway.
 func (t *Tx) UpsertGateway(ctx context.Context, g api.Gateway) error {
-	_, err := t.Exec(ctx, `INSERT INTO gateways (`+gatewayCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+	status := ""
+	if g.Status != nil {
+		b, err := json.Marshal(g.Status)
+		if err != nil {
+			return fmt.Errorf("encode status of gateway %s: %w", g.ID, err)
+		}
+		status = string(b)
+	}
+	_, err := t.Exec(ctx, `INSERT INTO gateways (`+gatewayCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET pod_id = excluded.pod_id, vtep = excluded.vtep, backend = excluded.backend,
-	dvr_mac = excluded.dvr_mac, populate_macs = excluded.populate_macs, revision = excluded.revision, last_seen = excluded.last_seen`,
-		g.ID, g.PodID, g.VTEP, g.Backend, g.DVRMAC, boolInt(g.PopulateMACs), g.Revision, micros(g.LastSeen))
+	dvr_mac = excluded.dvr_mac, populate_macs = excluded.populate_macs, revision = excluded.revision, last_seen = excluded.last_seen,
+	status = excluded.status`,
+		g.ID, g.PodID, g.VTEP, g.Backend, g.DVRMAC, boolInt(g.PopulateMACs), g.Revision, micros(g.LastSeen), status)
 	if err != nil {
 		return fmt.Errorf("upsert gateway %s: %w", g.ID, err)
 	}

@@ -223,4 +223,16 @@ func TestGatewayIsolationThroughAgent(t *testing.T) {
 	if v := agentMetric(t, s.gws[1], `l2span_agent_bpf_packets_total{action="rewritten"}`); v == "" || v == "0" {
 		t.Fatalf("pod2's agent counted no rewrite: %q", v)
 	}
+	// The agent reports them to the brain with its registration (l2spanctl
+	// gateway show displays them).
+	eventually(t, 25*time.Second, "pod2's gateway status in the brain carries the rewrite count", func() error {
+		g, err := s.client.GetGateway(ctx, "pod2-gw")
+		if err != nil {
+			return err
+		}
+		if g.Status == nil || !g.Status.Healthy || g.Status.Forwarding != 1 || g.Status.Counters["rewritten"] == 0 {
+			return fmt.Errorf("status %+v", g.Status)
+		}
+		return nil
+	})
 }

@@ -555,8 +555,21 @@ func TestGateways(t *testing.T) {
 		t.Fatal(err)
 	}
 	rows := rowsOf(b.ok(t, "gateway", "list", "--pod", "pod1"), "ID")
-	if len(rows) != 1 || strings.Join(rows[0][:6], " ") != "gw-a pod1 192.0.2.1 linux - yes" {
+	if len(rows) != 1 || strings.Join(rows[0][:8], " ") != "gw-a pod1 192.0.2.1 linux - - - yes" {
 		t.Errorf("gateway list = %v", rows)
+	}
+	// An agent's report: health, designated-forwarder load, eBPF counters.
+	if _, err := b.client.RegisterGateway(context.Background(), api.Gateway{ID: "gw-b", PodID: "pod1", VTEP: "192.0.2.2", Backend: "linux",
+		Status: &api.GatewayStatus{Healthy: false, Forwarding: 3, Standby: 5, Counters: map[string]uint64{"dropped_arp": 7, "rewritten": 42}}}); err != nil {
+		t.Fatal(err)
+	}
+	rows = rowsOf(b.ok(t, "gateway", "list", "--pod", "pod1"), "ID")
+	if len(rows) != 2 || strings.Join(rows[1][:7], " ") != "gw-b pod1 192.0.2.2 linux no 3 5" {
+		t.Errorf("gateway list with status = %v", rows)
+	}
+	st := b.ok(t, "gateway", "show", "gw-b")
+	if field(st, "healthy") != "no" || !strings.Contains(st, "dropped_arp") || !strings.Contains(st, "42") {
+		t.Errorf("gateway show with status:\n%s", st)
 	}
 	if rows := rowsOf(b.ok(t, "gateway", "list", "--pod", "pod2"), "ID"); len(rows) != 0 {
 		t.Errorf("gateway list pod2 = %v", rows)

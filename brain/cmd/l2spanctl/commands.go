@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -684,6 +685,24 @@ func gatewayCommands() []*command {
 						t.row("populate_macs", yesNo(g.PopulateMACs))
 						t.row("revision", fmt.Sprint(g.Revision))
 						t.row("last_seen", fmtSeen(g.LastSeen))
+						if st := g.Status; st != nil {
+							t.row("healthy", yesNo(st.Healthy))
+							t.row("brain_connected", yesNo(st.BrainConnected))
+							t.row("forwarding", fmt.Sprintf("%d network(s) as designated forwarder", st.Forwarding))
+							t.row("standby", fmt.Sprintf("%d network(s) forwarded by another gateway of the pod", st.Standby))
+							actions := make([]string, 0, len(st.Counters))
+							for a := range st.Counters {
+								actions = append(actions, a)
+							}
+							sort.Strings(actions)
+							for i, a := range actions {
+								label := ""
+								if i == 0 {
+									label = "ebpf packets"
+								}
+								t.row(label, fmt.Sprintf("%-18s %d", a, st.Counters[a]))
+							}
+						}
 					})
 				}
 			},
@@ -691,25 +710,19 @@ func gatewayCommands() []*command {
 	}
 }
 
-// getGateway finds one gateway. api.Client has no GetGateway (the server
-// serves GET /v1/gateways/{id}), so it lists and picks.
+// getGateway returns one gateway.
 func getGateway(ctx context.Context, c *api.Client, id string) (api.Gateway, error) {
-	gws, err := api.ListAll(ctx, c.ListGateways, api.ListOptions{})
-	if err != nil {
-		return api.Gateway{}, err
-	}
-	for _, g := range gws {
-		if g.ID == id {
-			return g, nil
-		}
-	}
-	return api.Gateway{}, &api.Error{Status: http.StatusNotFound, ErrorDetail: api.ErrorDetail{Code: "not_found", Message: fmt.Sprintf("gateway %s does not exist", id)}}
+	return c.GetGateway(ctx, id)
 }
 
 func gatewayRows(t *table, gws []api.Gateway) {
-	t.row("ID", "POD", "VTEP", "BACKEND", "DVR_MAC", "POPULATE_MACS", "REVISION", "LAST_SEEN")
+	t.row("ID", "POD", "VTEP", "BACKEND", "HEALTHY", "FORWARDING", "STANDBY", "POPULATE_MACS", "REVISION", "LAST_SEEN")
 	for _, g := range gws {
-		t.row(g.ID, g.PodID, g.VTEP, g.Backend, g.DVRMAC, yesNo(g.PopulateMACs), fmt.Sprint(g.Revision), fmtSeen(g.LastSeen))
+		healthy, fwd, standby := "-", "-", "-"
+		if st := g.Status; st != nil {
+			healthy, fwd, standby = yesNo(st.Healthy), fmt.Sprint(st.Forwarding), fmt.Sprint(st.Standby)
+		}
+		t.row(g.ID, g.PodID, g.VTEP, g.Backend, healthy, fwd, standby, yesNo(g.PopulateMACs), fmt.Sprint(g.Revision), fmtSeen(g.LastSeen))
 	}
 }
 
