@@ -61,8 +61,6 @@ func newSpanned(t *testing.T, nPods int, opts ...agentOpt) *spanned {
 	return s
 }
 
-
-
 func (s *spanned) createPorts(t *testing.T) []api.Port {
 	t.Helper()
 	ports, err := s.client.CreatePorts(context.Background(), s.ports)
