@@ -174,8 +174,8 @@ func TestNetworkShowSpan(t *testing.T) {
 	}
 	vni := fmt.Sprint(n.SegmentationID)
 	want := [][]string{
-		{"pod1", "az1", "vxlan", vni, "-", "1"},
-		{"pod2", "az2", "vxlan", vni, "-", "2"},
+		{"pod1", "az1", "vxlan", vni, "-", "1", "-"},
+		{"pod2", "az2", "vxlan", vni, "-", "2", "-"},
 	}
 	got := rowsOf(out, "POD")
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -352,7 +352,7 @@ func TestMixedReportSegment(t *testing.T) {
 		t.Errorf("segment = %+v", seg)
 	}
 	rows := rowsOf(b.ok(t, "network", "show", "mixed"), "POD")
-	if len(rows) != 1 || strings.Join(rows[0], " ") != "pod1 az1 vlan 200 physnet1#pod1 1" {
+	if len(rows) != 1 || strings.Join(rows[0], " ") != "pod1 az1 vlan 200 physnet1#pod1 1 -" {
 		t.Errorf("reported segment rows = %v", rows)
 	}
 	r := b.fails(t, 1, "network", "report-segment", "mixed", "--pod", "pod1", "--type", "vlan", "--segmentation-id", "5000")
@@ -545,6 +545,40 @@ func TestDeletes(t *testing.T) {
 	b.ok(t, "pod", "delete", "pod3")
 	if pods := jsonOut[[]api.Pod](t, b, "pod", "list"); len(pods) != 2 {
 		t.Errorf("pods after delete: %v", pods)
+	}
+}
+
+// The span shows each pod's designated forwarder as the agents elect it:
+// one of the pod's live, healthy gateways; an unhealthy one never.
+func TestSpanForwarders(t *testing.T) {
+	b := startBrain(t, httpapi.Options{})
+	n := spanned(t, b)
+	ctx := context.Background()
+	for _, g := range []api.Gateway{
+		{ID: "gw-1a", PodID: "pod1", VTEP: "192.0.2.11", Backend: "linux", Status: &api.GatewayStatus{Healthy: true}},
+		{ID: "gw-1b", PodID: "pod1", VTEP: "192.0.2.12", Backend: "linux", Status: &api.GatewayStatus{Healthy: true}},
+		{ID: "gw-2a", PodID: "pod2", VTEP: "192.0.2.21", Backend: "linux", Status: &api.GatewayStatus{Healthy: false}},
+		{ID: "gw-2b", PodID: "pod2", VTEP: "192.0.2.22", Backend: "linux", Status: &api.GatewayStatus{Healthy: true}},
+	} {
+		if _, err := b.client.RegisterGateway(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := rowsOf(b.ok(t, "network", "show", n.ID), "POD")
+	if len(rows) != 2 {
+		t.Fatalf("span rows %v", rows)
+	}
+	df1 := strings.Join(rows[0][6:], " ")
+	if df1 != "gw-1a (192.0.2.11)" && df1 != "gw-1b (192.0.2.12)" {
+		t.Errorf("pod1 forwarder %q", df1)
+	}
+	if df2 := strings.Join(rows[1][6:], " "); df2 != "gw-2b (192.0.2.22)" {
+		t.Errorf("pod2 forwarder %q: the unhealthy gateway must not be elected", df2)
+	}
+	// The MAC table across pods.
+	macs := rowsOf(b.ok(t, "network", "macs", n.ID), "MAC")
+	if len(macs) != 3 || macs[0][1] != "pod1" || macs[0][3] != "0" || macs[0][4] != "-" {
+		t.Errorf("mac table %v", macs)
 	}
 }
 

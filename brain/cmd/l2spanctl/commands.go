@@ -6,11 +6,13 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/l2span/l2span/agent/gossip"
 	"github.com/l2span/l2span/brain/api"
 )
 
@@ -207,7 +209,7 @@ func networkCommands() []*command {
 			},
 		},
 		{
-			name: "show", args: "ID|NAME", summary: "show a network and its span: one row per pod segment, with the pod's port count", minArgs: 1, maxArgs: 1,
+			name: "show", args: "ID|NAME", summary: "show a network and its span: one row per pod segment, with the pod's port count and designated forwarder (as elected from the gateways' last reports; remote pods flood to it)", minArgs: 1, maxArgs: 1,
 			setup: func(fs *flag.FlagSet) runFunc {
 				return func(e *env, args []string) error {
 					c, err := e.api()
@@ -222,6 +224,22 @@ func networkCommands() []*command {
 						return e.json(n)
 					}
 					return showNetwork(e, c, n)
+				}
+			},
+		},
+		{
+			name: "macs", args: "ID|NAME", summary: "the network's MAC table across pods: where each MAC is, its mobility sequence, duplicates", minArgs: 1, maxArgs: 1,
+			setup: func(fs *flag.FlagSet) runFunc {
+				return func(e *env, args []string) error {
+					c, err := e.api()
+					if err != nil {
+						return err
+					}
+					n, err := resolveNetwork(e.ctx, c, args[0])
+					if err != nil {
+						return err
+					}
+					return networkMACs(e, c, n)
 				}
 			},
 		},
@@ -372,14 +390,77 @@ func showNetwork(e *env, c *api.Client, n api.Network) error {
 		_, err := fmt.Fprintln(e.out, "\nSpan: none yet (a network reaches a pod when a port is bound there)")
 		return err
 	}
+	dfOf := map[string]string{}
+	if n.Type == api.TypeSharedVXLAN || n.Type == api.TypeMixedVLANVXLAN {
+		gws, err := api.ListAll(e.ctx, c.ListGateways, api.ListOptions{})
+		if err != nil {
+			return err
+		}
+		dfOf = designatedForwarders(uint32(n.SegmentationID), gws, time.Now())
+	}
 	fmt.Fprintln(e.out, "\nSpan:")
 	t = e.table()
-	t.row("POD", "AZ", "NETWORK_TYPE", "SEGMENTATION_ID", "PHYSICAL_NETWORK", "PORTS")
+	t.row("POD", "AZ", "NETWORK_TYPE", "SEGMENTATION_ID", "PHYSICAL_NETWORK", "PORTS", "FORWARDER")
 	for _, s := range segs {
-		t.row(s.PodID, azOf[s.PodID], segType(s), fmtInt(s.SegmentationID), s.PhysicalNetwork, fmt.Sprint(count[s.PodID]))
+		df := dfOf[s.PodID]
+		if df == "" {
+			df = "-"
+		}
+		t.row(s.PodID, azOf[s.PodID], segType(s), fmtInt(s.SegmentationID), s.PhysicalNetwork, fmt.Sprint(count[s.PodID]), df)
 	}
 	t.flush()
 	return t.err
+}
+
+// designatedForwarders computes, per pod, the gateway the agents elect for
+// vni: the same rendezvous hashing, over gateways that reported within the
+// last 35 s and are healthy. Gossip is the agents' truth; this is the view
+// from the brain's last reports.
+func designatedForwarders(vni uint32, gws []api.Gateway, now time.Time) map[string]string {
+	var members []gossip.Member
+	addr := map[string]string{}
+	for _, g := range gws {
+		if now.Sub(g.LastSeen) > 35*time.Second {
+			continue
+		}
+		vtep, err := netip.ParseAddr(g.VTEP)
+		if err != nil {
+			continue
+		}
+		healthy := g.Status == nil || g.Status.Healthy
+		members = append(members, gossip.Member{Name: g.ID, State: gossip.StateAlive,
+			Meta: gossip.Meta{Pod: g.PodID, GatewayID: g.ID, VTEP: vtep, Backend: g.Backend, Healthy: healthy, Weight: gossip.DefaultWeight}})
+		addr[g.ID] = g.VTEP
+	}
+	out := map[string]string{}
+	for _, m := range members {
+		if _, done := out[m.Meta.Pod]; done {
+			continue
+		}
+		if df, ok := gossip.DF(vni, m.Meta.Pod, members); ok {
+			out[m.Meta.Pod] = df.Name + " (" + addr[df.Name] + ")"
+		}
+	}
+	return out
+}
+
+// networkMACs prints a network's MAC table across pods.
+func networkMACs(e *env, c *api.Client, n api.Network) error {
+	ports, err := api.ListAll(e.ctx, c.ListPorts, filters("network_id", n.ID))
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(ports, func(a, b api.Port) int { return strings.Compare(a.MAC, b.MAC) })
+	return list(e, ports, func(t *table) {
+		t.row("MAC", "POD", "IPS", "MOBILITY_SEQ", "DUPLICATE", "DEVICE_OWNER", "PORT")
+		for _, p := range ports {
+			dup := "-"
+			if p.Duplicate {
+				dup = "FROZEN"
+			}
+			t.row(p.MAC, p.PodID, strings.Join(p.IPs, ","), fmt.Sprint(p.MobilitySeq), dup, p.DeviceOwner, p.ID)
+		}
+	})
 }
 
 func segType(s api.Segment) string {
