@@ -16,3 +16,9 @@ section "agent HA: kill -9 of a pod's designated forwarder -> first reply throug
 bench -bench Failover -benchtime 10x ./test/e2e/
 section "vtep/linux: 100k remote MACs into one gateway, l2span vs bridge -batch of the same entries"
 bench -bench Program100k -benchtime 3x ./vtep/linux/
+section "hwvtep: 50k Ucast_Macs_Remote by the backend vs one raw JSON-RPC transact of the same rows (floor), peak memory"
+bench -bench Ucast50k -benchtime 3x ./vtep/hwvtep/
+section "bpf: ns per packet of each program path vs a no-op TC program"
+bench -bench Programs -benchtime 20x ./bpf/
+section "bpf: pps through veth+vxlan with and without the programs (needs a quiet machine)"
+bench -bench Throughput -benchtime 1x ./bpf/
