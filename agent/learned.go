@@ -13,6 +13,12 @@ import (
 	"github.com/l2span/l2span/vtep/hwvtep"
 )
 
+// DefaultForgetAfter is how long a learned MAC must be gone from the
+// switch before its port is deleted: a switch that restarts or rebuilds its
+// tables (ovs-vtep clears Ucast_Macs_Local when its database restarts)
+// learns active MACs again within seconds, and the port should not flap.
+const DefaultForgetAfter = 5 * time.Second
+
 // LearnedOwner is the device_owner of the ports an agent creates in the
 // brain for MACs its switch learned on its own ports.
 const LearnedOwner = "l2gw:learned"
@@ -42,8 +48,8 @@ type PortBrain interface {
 //   - a learned MAC whose port lives in another pod (a VM that moved here)
 //     is moved here with UpdatePort and the next mobility sequence; a 409
 //     (stale sequence, duplicate MAC) is logged and left to the brain;
-//   - a LearnedOwner port of this pod whose MAC the switch no longer has
-//     is deleted. Only networks this gateway forwards are judged (another
+//   - a LearnedOwner port of this pod whose MAC the switch has not had
+//     for DefaultForgetAfter is deleted. Only networks this gateway forwards are judged (another
 //     gateway of the pod learns the others), plus networks no longer
 //     spanned here at all. Ports with any other device_owner are never
 //     deleted, even when they were moved here.
@@ -67,6 +73,13 @@ type Learner struct {
 	// refused remembers IPs the brain refused for a MAC, so that a pass
 	// does not ask again for as long as the switch reports the same IP.
 	refused map[netMAC]string
+	// forgetAfter is the hold before deleting a port whose MAC is gone;
+	// absent is since when each such MAC is gone; due is when the next
+	// pass must run to delete one.
+	forgetAfter time.Duration
+	absent      map[netMAC]time.Time
+	due         time.Time
+	now         func() time.Time
 }
 
 // NewLearner returns a learner for pod. forwarded may be nil.
@@ -79,7 +92,8 @@ func NewLearner(brain PortBrain, src MACSource, pod string, state func() (api.Po
 		log = slog.Default()
 	}
 	return &Learner{brain: brain, src: src, pod: pod, state: state, forwarded: forwarded, resync: resync, log: log,
-		trigger: make(chan struct{}, 1), refused: map[netMAC]string{}}
+		trigger: make(chan struct{}, 1), refused: map[netMAC]string{},
+		forgetAfter: DefaultForgetAfter, absent: map[netMAC]time.Time{}, now: time.Now}
 }
 
 // Trigger asks for a pass soon; it never blocks.
@@ -111,7 +125,11 @@ func (l *Learner) Run(ctx context.Context) {
 		case <-time.After(100 * time.Millisecond):
 		}
 		next := l.resync
-		if err := l.Sync(ctx); err != nil {
+		err := l.Sync(ctx)
+		if !l.due.IsZero() {
+			next = max(min(next, time.Until(l.due)), 10*time.Millisecond)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
@@ -139,6 +157,7 @@ type netMAC struct {
 // Sync makes one pass. It goes on past single failures and returns them
 // joined; a brain that cannot be listed ends the pass.
 func (l *Learner) Sync(ctx context.Context) error {
+	l.due = time.Time{}
 	st, ok := l.state()
 	if !ok {
 		return nil
@@ -200,6 +219,8 @@ func (l *Learner) Sync(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	now := l.now()
+	gone := map[netMAC]bool{}
 	for k, p := range here {
 		if p.DeviceOwner != LearnedOwner {
 			continue
@@ -210,11 +231,28 @@ func (l *Learner) Sync(ctx context.Context) error {
 		if vni, spanned := inState[k.network]; spanned && fwd != nil && !fwd[vni] {
 			continue // another gateway of this pod forwards (and learns) it
 		}
+		gone[k] = true
+		since, ok := l.absent[k]
+		if !ok {
+			since = now
+			l.absent[k] = now
+		}
+		if at := since.Add(l.forgetAfter); now.Before(at) {
+			if l.due.IsZero() || at.Before(l.due) {
+				l.due = at
+			}
+			continue
+		}
 		if err := l.brain.DeletePort(ctx, p.ID); err != nil && !api.IsStatus(err, http.StatusNotFound) {
 			errs = append(errs, fmt.Errorf("delete learned port %s (%s): %w", p.ID, p.MAC, err))
 			continue
 		}
 		l.log.Info("switch forgot a learned MAC; port deleted", "network", k.network, "mac", k.mac, "port", p.ID)
+	}
+	for k := range l.absent {
+		if !gone[k] {
+			delete(l.absent, k)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -221,6 +221,7 @@ func newLearnRig(t *testing.T, ports ...api.Port) *learnRig {
 			defer mu.Unlock()
 			return r.fwd
 		}, time.Hour, slog.New(slog.DiscardHandler))
+	r.l.forgetAfter = 0 // most tests judge one pass; TestLearnerForgetAfter tests the hold
 	return r
 }
 
@@ -393,5 +394,80 @@ func waitUntil(t *testing.T, d time.Duration, cond func() bool) {
 			t.Fatalf("condition not met within %s", d)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestLearnerForgetAfter(t *testing.T) {
+	r := newLearnRig(t)
+	r.l.forgetAfter = 5 * time.Second
+	now := time.Unix(1000, 0)
+	r.l.now = func() time.Time { return now }
+	r.sw.set(local(100, "02:00:00:00:00:0a", ""), local(100, "02:00:00:00:00:0b", ""))
+	r.sync(t)
+	r.brain.takeWrites()
+	first, _ := r.brain.port("net-a", "02:00:00:00:00:0a")
+
+	// The switch clears its table (a restart): nothing is deleted yet,
+	// and a pass is due when the hold ends.
+	r.sw.set()
+	r.sync(t)
+	if w := r.brain.takeWrites(); len(w) != 0 {
+		t.Fatalf("writes within the hold = %q", w)
+	}
+	if want := now.Add(5 * time.Second); !r.l.due.Equal(want) {
+		t.Fatalf("due = %v, want %v", r.l.due, want)
+	}
+	// It learns one MAC again within the hold: that port is kept as it
+	// was; the other goes once the hold has passed.
+	now = now.Add(3 * time.Second)
+	r.sw.set(local(100, "02:00:00:00:00:0a", ""))
+	r.sync(t)
+	now = now.Add(2 * time.Second)
+	r.sync(t)
+	if w := r.brain.takeWrites(); !slices.Equal(w, []string{"delete 02:00:00:00:00:0b"}) {
+		t.Fatalf("writes = %q", w)
+	}
+	if p, _ := r.brain.port("net-a", "02:00:00:00:00:0a"); p.ID != first.ID {
+		t.Fatalf("port re-made: %s, was %s", p.ID, first.ID)
+	}
+	// A MAC gone, back, gone again starts a new hold.
+	r.sw.set()
+	now = now.Add(time.Second)
+	r.sync(t)
+	now = now.Add(4 * time.Second)
+	r.sync(t)
+	if w := r.brain.takeWrites(); len(w) != 0 {
+		t.Fatalf("writes = %q", w)
+	}
+	now = now.Add(time.Second)
+	r.sync(t)
+	if w := r.brain.takeWrites(); !slices.Equal(w, []string{"delete 02:00:00:00:00:0a"}) {
+		t.Fatalf("writes = %q", w)
+	}
+	if len(r.l.absent) != 1 || !r.l.due.IsZero() {
+		t.Fatalf("absent = %v, due = %v", r.l.absent, r.l.due)
+	}
+	r.sync(t)
+	if len(r.l.absent) != 0 {
+		t.Fatalf("absent not pruned: %v", r.l.absent)
+	}
+}
+
+func TestLearnerRunDeletesAfterHold(t *testing.T) {
+	r := newLearnRig(t)
+	r.l.forgetAfter = 300 * time.Millisecond
+	r.sw.set(local(100, "02:00:00:00:00:0a", ""))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.l.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	waitUntil(t, 5*time.Second, func() bool { _, ok := r.brain.port("net-a", "02:00:00:00:00:0a"); return ok })
+	gone := time.Now()
+	r.sw.set()
+	// No further signal: the pass due at the end of the hold deletes it
+	// (the resync period is an hour).
+	waitUntil(t, 5*time.Second, func() bool { _, ok := r.brain.port("net-a", "02:00:00:00:00:0a"); return !ok })
+	if d := time.Since(gone); d < 300*time.Millisecond {
+		t.Fatalf("deleted after %s, within the hold", d)
 	}
 }

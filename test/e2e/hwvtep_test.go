@@ -120,15 +120,25 @@ func (l *lab) startEmulator(t *testing.T, gw *netns.Gateway) *emulator {
 	startProc(t, gw.NS, "ovs-vswitchd", append(slices.Clone(env), "ovs-vswitchd", "unix:"+e.vsSock,
 		"--unixctl="+filepath.Join(dir, "ovs-vswitchd.ctl"), "--no-chdir", "-vconsole:info")...)
 
-	// The underlay bridge takes over ul0 and its address.
-	vtepPrefix := netip.PrefixFrom(gw.VTEP, 24)
-	e.vsctl("add-br", "brul", "--", "set", "Bridge", "brul", "datapath_type=netdev", "fail_mode=standalone",
-		"--", "add-port", "brul", gw.UnderlayDev)
+	// OVS's userspace datapath reads ul0 with a plain packet socket: what
+	// enters it must carry full checksums, so the underlay's end of the
+	// veth does not offload them (brain, gossip and VXLAN from the Linux
+	// gateway all come this way).
 	h := gw.Handle()
 	ul, err := h.LinkByName(gw.UnderlayDev)
 	if err != nil {
 		t.Fatal(err)
 	}
+	peer, err := l.rig.Underlay.Handle().LinkByIndex(ul.Attrs().ParentIndex)
+	if err != nil {
+		t.Fatalf("underlay end of %s: %v", gw.UnderlayDev, err)
+	}
+	l.rig.Underlay.MustExec("ethtool", "-K", peer.Attrs().Name, "tx", "off")
+
+	// The underlay bridge takes over ul0 and its address.
+	vtepPrefix := netip.PrefixFrom(gw.VTEP, 24)
+	e.vsctl("add-br", "brul", "--", "set", "Bridge", "brul", "datapath_type=netdev", "fail_mode=standalone",
+		"--", "add-port", "brul", gw.UnderlayDev)
 	addr := &netlink.Addr{IPNet: &net.IPNet{IP: gw.VTEP.AsSlice(), Mask: net.CIDRMask(24, 32)}}
 	if err := h.AddrDel(ul, addr); err != nil {
 		t.Fatalf("move %s off %s: %v", vtepPrefix, gw.UnderlayDev, err)
@@ -463,7 +473,8 @@ func TestHWVTEPEmulator(t *testing.T) {
 		}
 		return p, nil
 	}
-	eventually(t, 10*time.Second, "VM B's learned port in the brain", func() error { _, err := learned(); return err })
+	var before api.Port
+	eventually(t, 10*time.Second, "VM B's learned port in the brain", func() error { before, err = learned(); return err })
 	eventually(t, 10*time.Second, "VM B's MAC in pod1's gateway FDB", func() error {
 		dst, err := fdbDst(gwA, vni, macB)
 		if err == nil && dst != gwB.VTEP {
@@ -503,14 +514,20 @@ func TestHWVTEPEmulator(t *testing.T) {
 	// The emulator picks up again: VMs ping, VM B is learned again and its
 	// port is the same single port in pod2.
 	pingAll(t, []*netns.VM{vmA, vmB}, 20*time.Second)
+	var after api.Port
 	eventually(t, 20*time.Second, "VM B learned again after the restart", func() error {
 		macs, err := emu.localMACs()
 		if err != nil || !slices.Contains(macs, macB) {
 			return fmt.Errorf("Ucast_Macs_Local %v (%v)", macs, err)
 		}
-		_, err = learned()
+		after, err = learned()
 		return err
 	})
+	// ovs-vtep clears Ucast_Macs_Local when its database comes back and
+	// learns again within a few seconds; the agent's hold
+	// (agent.DefaultForgetAfter) normally keeps the port meanwhile. Not
+	// asserted: on a loaded machine the rebuild may outlast the hold.
+	t.Logf("learned port across the restart: %s -> %s (same: %v)", before.ID, after.ID, before.ID == after.ID)
 	sent, got := pinger.Stop(500 * time.Millisecond)
 	pingerStopped = true
 	t.Logf("background ping VM A -> VM B: %d/%d answered over the whole test (the restart makes ovs-vtep rebuild its bridges)", got, sent)
