@@ -15,6 +15,7 @@ import (
 	"github.com/l2span/l2span/brain/api"
 	"github.com/l2span/l2span/brain/jobs"
 	"github.com/l2span/l2span/brain/store"
+	"github.com/l2span/l2span/test/neutrontest"
 	"github.com/l2span/l2span/test/pgtest"
 )
 
@@ -389,4 +390,9 @@ func TestShutdownReleasesJob(t *testing.T) {
 	})
 }
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(childWorker())
+	}
+	os.Exit(neutrontest.Around(func() int { return pgtest.RunMain(m) }))
+}

@@ -90,7 +90,11 @@ var shared struct {
 func Main(m *testing.M) { os.Exit(RunMain(m)) }
 
 // RunMain is Main returning m.Run's code.
-func RunMain(m *testing.M) int {
+func RunMain(m *testing.M) int { return Around(m.Run) }
+
+// Around is RunMain for a TestMain that combines helpers: run runs the
+// tests (e.g. pgtest.RunMain(m)) with the shared server enabled.
+func Around(run func() int) int {
 	shared.mu.Lock()
 	shared.enabled = true
 	shared.mu.Unlock()
@@ -102,7 +106,7 @@ func RunMain(m *testing.M) int {
 		}
 		shared.enabled, shared.srv, shared.err = false, nil, nil
 	}()
-	return m.Run()
+	return run()
 }
 
 // Shared returns the test binary's server (see Main); without Main it
