@@ -24,6 +24,7 @@ import (
 
 	"github.com/l2span/l2span/brain/api"
 	"github.com/l2span/l2span/brain/store"
+	"github.com/l2span/l2span/test/neutrontest"
 	"github.com/l2span/l2span/test/pgtest"
 )
 
@@ -35,7 +36,7 @@ var build struct {
 }
 
 func TestMain(m *testing.M) {
-	code := pgtest.RunMain(m)
+	code := neutrontest.Around(func() int { return pgtest.RunMain(m) })
 	if build.dir != "" {
 		os.RemoveAll(build.dir)
 	}
@@ -95,7 +96,7 @@ func freeAddr(t *testing.T) string {
 
 // startBrainProc starts the binary on storeURL and waits until /readyz
 // answers 200. The process is killed (by PID) at t's cleanup.
-func startBrainProc(t *testing.T, storeURL, logPath string) *brainProc {
+func startBrainProc(t *testing.T, storeURL, logPath string, extra ...string) *brainProc {
 	t.Helper()
 	bin := brainBinary(t)
 	for attempt := 0; ; attempt++ {
@@ -106,7 +107,7 @@ func startBrainProc(t *testing.T, storeURL, logPath string) *brainProc {
 		}
 		fmt.Fprintf(logf, "==== start %s on %s\n", time.Now().Format(time.RFC3339Nano), addr)
 		p := &brainProc{url: "http://" + addr, log: logPath, done: make(chan struct{})}
-		p.cmd = exec.Command(bin, "--listen", addr, "--store", storeURL, "--log-level", "warn", "--poll-interval", "50ms")
+		p.cmd = exec.Command(bin, append([]string{"--listen", addr, "--store", storeURL, "--log-level", "warn", "--poll-interval", "50ms"}, extra...)...)
 		p.cmd.Env = childEnv()
 		p.cmd.Stdout, p.cmd.Stderr = logf, logf
 		// A test binary that dies must not leave a brain behind.

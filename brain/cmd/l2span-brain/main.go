@@ -17,6 +17,7 @@ import (
 
 	"github.com/l2span/l2span/brain"
 	"github.com/l2span/l2span/brain/httpapi"
+	"github.com/l2span/l2span/brain/jobs"
 	"github.com/l2span/l2span/brain/store"
 	"github.com/l2span/l2span/internal/flagfile"
 	"github.com/l2span/l2span/internal/logging"
@@ -24,21 +25,24 @@ import (
 )
 
 type config struct {
-	listen      string
-	store       string
-	vlanRanges  string
-	vniRanges   string
-	tokenFile   string
-	tlsCert     string
-	tlsKey      string
-	poll        time.Duration
-	keepChanges int64
-	logFormat   string
-	logLevel    string
-	checkConfig bool
+	listen       string
+	store        string
+	vlanRanges   string
+	vniRanges    string
+	tokenFile    string
+	tlsCert      string
+	tlsKey       string
+	poll         time.Duration
+	keepChanges  int64
+	bottomConfig string
+	jobWorkers   int
+	logFormat    string
+	logLevel     string
+	checkConfig  bool
 
-	brain brain.Config
-	token string
+	brain  brain.Config
+	bottom jobs.Config
+	token  string
 }
 
 func parseConfig(args []string) (*config, error) {
@@ -56,6 +60,8 @@ func parseConfig(args []string) (*config, error) {
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file")
 	fs.DurationVar(&c.poll, "poll-interval", 100*time.Millisecond, "how often to look for changes made by other brain replicas")
 	fs.Int64Var(&c.keepChanges, "keep-changes", 100000, "revisions of change log kept for watchers that reconnect")
+	fs.StringVar(&c.bottomConfig, "bottom-config", "", "JSON file of per-pod Neutron endpoints and credentials; set, the brain creates and deletes the bottom networks, subnets and ports as jobs")
+	fs.IntVar(&c.jobWorkers, "job-workers", 4, "jobs run at once by this brain")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&c.checkConfig, "check-config", false, "validate the configuration and exit")
@@ -100,6 +106,16 @@ func parseConfig(args []string) (*config, error) {
 	}
 	if c.brain.DupWindow <= 0 {
 		return nil, fmt.Errorf("dup-window %s must be positive", c.brain.DupWindow)
+	}
+	if c.bottomConfig != "" {
+		var err error
+		if c.bottom, err = jobs.LoadConfig(c.bottomConfig); err != nil {
+			return nil, fmt.Errorf("bottom-config: %w", err)
+		}
+		c.brain.BottomJobs = true
+	}
+	if c.jobWorkers < 1 {
+		return nil, fmt.Errorf("job-workers %d: want at least 1", c.jobWorkers)
 	}
 	if c.poll <= 0 {
 		return nil, fmt.Errorf("poll-interval %s must be positive", c.poll)
@@ -149,8 +165,18 @@ func run(ctx context.Context, c *config, log *slog.Logger) error {
 	}
 	defer st.Close()
 	var hub *brain.Hub
-	svc := brain.NewService(st, c.brain, func(rev int64) { hub.Notify(rev) })
+	var pool *jobs.Pool
+	svc := brain.NewService(st, c.brain, func(rev int64) {
+		hub.Notify(rev)
+		if pool != nil {
+			pool.Wake()
+		}
+	})
 	hub = brain.NewHub(svc, c.poll, log)
+	if c.brain.BottomJobs {
+		pool = jobs.New(st, map[string]jobs.Handler{brain.JobNetworkSync: jobs.NetworkSync{Svc: svc, Bottoms: jobs.NewClients(c.bottom)}},
+			jobs.Options{Workers: c.jobWorkers, Logger: log.With("component", "jobs")})
+	}
 	rev, err := svc.Revision(ctx)
 	if err != nil {
 		return err
@@ -169,6 +195,13 @@ func run(ctx context.Context, c *config, log *slog.Logger) error {
 	hubCtx, cancelHub := context.WithCancel(ctx)
 	defer cancelHub()
 	go hub.Run(hubCtx, c.keepChanges)
+	if pool != nil {
+		go func() {
+			if err := pool.Run(hubCtx); err != nil && hubCtx.Err() == nil {
+				log.Error("job pool stopped", "err", err)
+			}
+		}()
+	}
 	errc := make(chan error, 1)
 	go func() {
 		if c.tlsCert != "" {
