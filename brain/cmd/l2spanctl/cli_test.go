@@ -23,6 +23,8 @@ import (
 var testConfig = brain.Config{
 	VLANRanges: []brain.VLANRange{{PhysicalNetwork: "physnet1", Min: 100, Max: 102}},
 	VNIRanges:  []brain.VNIRange{{Min: 5000, Max: 5999}},
+	// Jobs are enqueued (no pool runs them here), so `job` has rows to show.
+	BottomJobs: true,
 }
 
 type testBrain struct {
@@ -579,6 +581,28 @@ func TestSpanForwarders(t *testing.T) {
 	macs := rowsOf(b.ok(t, "network", "macs", n.ID), "MAC")
 	if len(macs) != 3 || macs[0][1] != "pod1" || macs[0][3] != "0" || macs[0][4] != "-" {
 		t.Errorf("mac table %v", macs)
+	}
+}
+
+func TestJobs(t *testing.T) {
+	b := startBrain(t, httpapi.Options{})
+	n := spanned(t, b)
+	rows := rowsOf(b.ok(t, "job", "list", "--pod", "pod2"), "ID")
+	if len(rows) != 1 || rows[0][1] != "network_sync" || rows[0][2] != n.ID || rows[0][3] != "pod2" || rows[0][4] != "new" {
+		t.Fatalf("job list = %v", rows)
+	}
+	id := rows[0][0]
+	if out := b.ok(t, "job", "show", id); field(out, "state") != "new" || field(out, "pod_id") != "pod2" {
+		t.Errorf("job show:\n%s", out)
+	}
+	if j := jsonOut[api.Job](t, b, "job", "retry", id); j.ID != id || j.State != "new" {
+		t.Errorf("job retry = %+v", j)
+	}
+	if rows := rowsOf(b.ok(t, "job", "list", "--state", "success"), "ID"); len(rows) != 0 {
+		t.Errorf("no job ran, yet: %v", rows)
+	}
+	if r := b.fails(t, 1, "job", "show", "nope"); !strings.Contains(r.err, "error:") {
+		t.Errorf("stderr %q", r.err)
 	}
 }
 
