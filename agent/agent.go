@@ -82,6 +82,8 @@ type Agent struct {
 	ready    bool
 	healthy  bool
 	failures int
+	// dfChanges counts networks this gateway started or stopped forwarding.
+	dfChanges prometheus.Counter
 	// complete is whether the last plan holds every network this gateway
 	// would forward if it were healthy; sick is when it withdrew.
 	complete bool
@@ -164,7 +166,10 @@ func New(cfg Config, dp vtep.Dataplane, iso Isolation) (*Agent, error) {
 	if src, ok := dp.(MACSource); ok && cfg.Brain != nil {
 		a.learner = NewLearner(cfg.Brain, src, cfg.Pod, a.sync.State, a.forwardedVNIs, cfg.Resync, cfg.Logger.With("component", "learned"))
 	}
+	a.dfChanges = prometheus.NewCounter(prometheus.CounterOpts{Name: "l2span_agent_df_changes_total",
+		Help: "Networks this gateway started or stopped forwarding as its pod's designated forwarder."})
 	a.registerMetrics()
+	a.registerGossipEvents()
 	return a, nil
 }
 
@@ -234,6 +239,18 @@ func (a *Agent) plan() (Plan, bool) {
 		a.log.Warn("skipped", "reason", s)
 	}
 	a.mu.Lock()
+	before := map[uint32]bool{}
+	for _, n := range a.lastPlan.Config.Networks {
+		before[n.VNI] = true
+	}
+	changed := 0
+	for _, n := range p.Config.Networks {
+		if !before[n.VNI] {
+			changed++
+		}
+		delete(before, n.VNI)
+	}
+	a.dfChanges.Add(float64(changed + len(before)))
 	a.previous = p.Forwarders
 	a.lastPlan = p
 	a.complete = len(p.Config.Networks) >= would
@@ -409,6 +426,7 @@ func (a *Agent) registerMetrics() {
 			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "l2span_agent_healthy", Help: "1 while the dataplane takes its plan."},
 			func() float64 { return b2f(a.Healthy()) }),
+		a.dfChanges,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 }
@@ -437,6 +455,21 @@ func (a *Agent) registerBPFCounters(c Counters) {
 			Name: "l2span_agent_bpf_packets_total", Help: "Packets seen by the eBPF programs, by action.",
 			ConstLabels: prometheus.Labels{"action": action},
 		}, func() float64 { return read(action) }))
+	}
+}
+
+// registerGossipEvents exports memberlist events seen by this agent.
+func (a *Agent) registerGossipEvents() {
+	events := map[string]func(gossip.Stats) uint64{
+		"join": func(s gossip.Stats) uint64 { return s.Joins }, "update": func(s gossip.Stats) uint64 { return s.Updates },
+		"suspect": func(s gossip.Stats) uint64 { return s.Suspects }, "leave": func(s gossip.Stats) uint64 { return s.Leaves },
+		"death": func(s gossip.Stats) uint64 { return s.Deaths }, "bad_meta": func(s gossip.Stats) uint64 { return s.BadMeta },
+	}
+	for name, get := range events {
+		a.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "l2span_agent_gossip_events_total", Help: "Gossip membership events seen by this agent, by event.",
+			ConstLabels: prometheus.Labels{"event": name},
+		}, func() float64 { return float64(get(a.gossip.Stats())) }))
 	}
 }
 

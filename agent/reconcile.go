@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,10 @@ type Reconciler struct {
 	changes  *prometheus.CounterVec
 	lastOK   prometheus.Gauge
 	standby  prometheus.Gauge
+	drift    *prometheus.CounterVec
+	// applied is the last plan that reached the dataplane in full; changes
+	// made for the same plan again are drift repaired.
+	applied *vtep.Config
 }
 
 // Isolation is the seam to the eBPF programs (bpf.Manager).
@@ -54,8 +59,10 @@ func NewReconciler(dp vtep.Dataplane, plan func() (Plan, bool), resync time.Dura
 		Help: "Dataplane entries added or removed, by kind and operation."}, []string{"kind", "op"})
 	r.lastOK = prometheus.NewGauge(prometheus.GaugeOpts{Name: "l2span_agent_last_reconcile_success_timestamp_seconds", Help: "When the dataplane last matched the plan."})
 	r.standby = prometheus.NewGauge(prometheus.GaugeOpts{Name: "l2span_agent_standby_networks", Help: "Networks another gateway of this pod forwards."})
+	r.drift = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "l2span_agent_drift_repaired_total",
+		Help: "Dataplane entries found differing from an unchanged plan (changed behind the agent's back) and repaired, by kind."}, []string{"kind"})
 	if reg != nil {
-		reg.MustRegister(r.duration, r.errors, r.changes, r.lastOK, r.standby)
+		reg.MustRegister(r.duration, r.errors, r.changes, r.lastOK, r.standby, r.drift)
 	}
 	return r
 }
@@ -114,6 +121,11 @@ func (r *Reconciler) Run(ctx context.Context) {
 			continue
 		}
 		backoff = 100 * time.Millisecond
+		if r.applied != nil && reflect.DeepEqual(*r.applied, plan.Config) {
+			r.countDrift(res)
+		}
+		cfg := plan.Config
+		r.applied = &cfg
 		r.lastOK.SetToCurrentTime()
 		r.healthy(true)
 		if res.Added != (vtep.Counts{}) || res.Removed != (vtep.Counts{}) {
@@ -124,6 +136,15 @@ func (r *Reconciler) Run(ctx context.Context) {
 			syncedOnce = true
 			r.synced()
 		}
+	}
+}
+
+func (r *Reconciler) countDrift(res vtep.Result) {
+	for _, c := range []vtep.Counts{res.Added, res.Removed} {
+		r.drift.WithLabelValues("network").Add(float64(c.Networks))
+		r.drift.WithLabelValues("mac").Add(float64(c.MACs))
+		r.drift.WithLabelValues("flood").Add(float64(c.Flood))
+		r.drift.WithLabelValues("neighbor").Add(float64(c.Neighbors))
 	}
 }
 

@@ -267,7 +267,7 @@ func TestFloodAndLearn(t *testing.T) {
 // here) would have repaired it.
 func TestKernelDriftRepairedAtOnce(t *testing.T) {
 	t.Parallel()
-	s := newSpanned(t, 2, func(a *[]string) { *a = append(*a, "--resync-interval", "60s") })
+	s := newSpanned(t, 2, func(a *[]string) { *a = append(*a, "--resync-interval", "60s", "--metrics-listen", "127.0.0.1:9697") })
 	s.createPorts(t)
 	pingAll(t, s.vms, 10*time.Second)
 	gw, vni, mac := s.gws[0], s.net.SegmentationID, s.ports[1].MAC
@@ -278,6 +278,12 @@ func TestKernelDriftRepairedAtOnce(t *testing.T) {
 	eventually(t, 10*time.Second, "deleted fdb entry restored", func() error {
 		_, err := fdbDst(gw, vni, mac)
 		return err
+	})
+	eventually(t, 5*time.Second, "repair counted as drift", func() error {
+		if v := agentMetric(t, gw, `l2span_agent_drift_repaired_total{kind="mac"}`); v == "" || v == "0" {
+			return fmt.Errorf("drift_repaired{mac} = %q", v)
+		}
+		return nil
 	})
 	gw.MustExec("ip", "link", "del", fmt.Sprintf("l2sv%d", vni))
 	eventually(t, 10*time.Second, "deleted vxlan device restored with its entries", func() error {
