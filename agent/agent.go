@@ -5,6 +5,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -490,6 +492,11 @@ func (a *Agent) handler() http.Handler {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	mux.HandleFunc("GET /dataplane", func(w http.ResponseWriter, r *http.Request) {
+		v := a.dataplaneView(r.Context())
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(v)
+	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if !a.Ready() {
 			http.Error(w, "not synced yet", http.StatusServiceUnavailable)
@@ -498,6 +505,37 @@ func (a *Agent) handler() http.Handler {
 		fmt.Fprintln(w, "ready")
 	})
 	return mux
+}
+
+// Checker is a dataplane that can report drift without acting (vtep/linux).
+type Checker interface {
+	Check(ctx context.Context, cfg vtep.Config) (vtep.Result, error)
+}
+
+// dataplaneView is the last plan with the drift a dry run finds now.
+func (a *Agent) dataplaneView(ctx context.Context) api.AgentDataplane {
+	a.mu.Lock()
+	p := a.lastPlan
+	v := api.AgentDataplane{Pod: a.cfg.Pod, GatewayID: a.cfg.GatewayID, Healthy: a.healthy, Standby: p.Standby,
+		Networks: []api.AgentNetwork{}}
+	a.mu.Unlock()
+	v.Revision = a.sync.Status().Revision
+	for _, n := range p.Config.Networks {
+		v.Networks = append(v.Networks, api.AgentNetwork{VNI: n.VNI, LocalInterface: n.LocalInterface, MACs: len(n.MACs), Flood: len(n.Flood), Neighbors: len(n.Neighbors)})
+	}
+	for vni, pods := range p.Unreachable {
+		if v.Unreachable == nil {
+			v.Unreachable = map[string][]string{}
+		}
+		v.Unreachable[strconv.FormatUint(uint64(vni), 10)] = pods
+	}
+	if c, ok := a.dp.(Checker); ok && a.Ready() {
+		if res, err := c.Check(ctx, p.Config); err == nil {
+			v.Drift = &api.AgentDrift{AddNetworks: res.Added.Networks, AddMACs: res.Added.MACs, AddFlood: res.Added.Flood, AddNeighbors: res.Added.Neighbors,
+				RemoveNetworks: res.Removed.Networks, RemoveMACs: res.Removed.MACs, RemoveFlood: res.Removed.Flood, RemoveNeighbors: res.Removed.Neighbors}
+		}
+	}
+	return v
 }
 
 // EnsureStateDir creates the state directory.

@@ -252,3 +252,37 @@ type WatchEvent struct {
 	// to pods (e.g. a dvr_base_mac) is always sent as a snapshot.
 	Removed []string `json:"removed,omitempty"`
 }
+
+// AgentDataplane is an agent's view of its dataplane (GET /dataplane on the
+// agent's metrics listener): what the plan wants and the drift between it
+// and what the kernel or switch holds now.
+type AgentDataplane struct {
+	Pod       string `json:"pod"`
+	GatewayID string `json:"gateway_id"`
+	Revision  int64  `json:"revision"`
+	Healthy   bool   `json:"healthy"`
+	// Networks this gateway forwards, with their wanted entry counts.
+	Networks []AgentNetwork `json:"networks"`
+	// Standby lists VNIs another gateway of the pod forwards.
+	Standby []uint32 `json:"standby,omitempty"`
+	// Unreachable lists, per VNI, remote pods without a live gateway.
+	Unreachable map[string][]string `json:"unreachable,omitempty"`
+	// Drift is what a reconcile now would add and remove; nil when the
+	// backend cannot tell without acting.
+	Drift *AgentDrift `json:"drift,omitempty"`
+}
+
+// AgentNetwork is one forwarded network as planned.
+type AgentNetwork struct {
+	VNI            uint32 `json:"vni"`
+	LocalInterface string `json:"local_interface,omitempty"`
+	MACs           int    `json:"macs"`
+	Flood          int    `json:"flood"`
+	Neighbors      int    `json:"neighbors"`
+}
+
+// AgentDrift counts entries that differ from the plan.
+type AgentDrift struct {
+	AddNetworks, AddMACs, AddFlood, AddNeighbors             int
+	RemoveNetworks, RemoveMACs, RemoveFlood, RemoveNeighbors int
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -122,6 +123,27 @@ func isARPRequestFor(ip netip.Addr) func([]byte) bool {
 		tip, _ := netip.AddrFromSlice(f[38:42])
 		return tip == ip
 	}
+}
+
+// agentDataplane reads an agent's GET /dataplane inside its netns.
+func agentDataplane(gw *netns.Gateway) (api.AgentDataplane, error) {
+	var v api.AgentDataplane
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := gw.Do(func() error {
+			var err error
+			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}}
+	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://127.0.0.1:9697/dataplane")
+	if err != nil {
+		return v, err
+	}
+	defer resp.Body.Close()
+	err = json.NewDecoder(resp.Body).Decode(&v)
+	return v, err
 }
 
 // agentMetric reads one sample from an agent's /metrics inside its netns.

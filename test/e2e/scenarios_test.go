@@ -279,6 +279,16 @@ func TestKernelDriftRepairedAtOnce(t *testing.T) {
 		_, err := fdbDst(gw, vni, mac)
 		return err
 	})
+	eventually(t, 5*time.Second, "agent's dataplane view: no drift left", func() error {
+		v, err := agentDataplane(gw)
+		if err != nil {
+			return err
+		}
+		if len(v.Networks) != 1 || v.Networks[0].MACs != 1 || v.Drift == nil || *v.Drift != (api.AgentDrift{}) {
+			return fmt.Errorf("view %+v drift %+v", v, v.Drift)
+		}
+		return nil
+	})
 	eventually(t, 5*time.Second, "repair counted as drift", func() error {
 		if v := agentMetric(t, gw, `l2span_agent_drift_repaired_total{kind="mac"}`); v == "" || v == "0" {
 			return fmt.Errorf("drift_repaired{mac} = %q", v)

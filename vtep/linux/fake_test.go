@@ -533,3 +533,37 @@ func mustMAC(s string) net.HardwareAddr {
 	}
 	return m
 }
+
+// Check reports the drift Set would repair, and changes nothing.
+func TestCheckReportsDriftWithoutWriting(t *testing.T) {
+	f := newFake("ul0", "seg0", "seg1")
+	b := fakeBackend(t, f)
+	res, err := b.Check(context.Background(), twoNetworks())
+	want := vtep.Result{Added: vtep.Counts{Networks: 2, MACs: 2, Flood: 3, Neighbors: 2}}
+	if err != nil || res != want {
+		t.Fatalf("check before programming: %+v %v, want %+v", res, err, want)
+	}
+	if len(f.writes) != 0 || len(f.links) != 3 {
+		t.Fatalf("Check wrote to the kernel: %q", f.writes)
+	}
+	if _, err := b.Set(context.Background(), twoNetworks()); err != nil {
+		t.Fatal(err)
+	}
+	f.writes = nil
+	if res, err := b.Check(context.Background(), twoNetworks()); err != nil || res != (vtep.Result{}) {
+		t.Fatalf("check after Set: %+v %v", res, err)
+	}
+	// One entry removed behind the backend's back: Check sees exactly it.
+	f.fdb["l2sv100"] = slices.DeleteFunc(f.fdb["l2sv100"], func(e fdbEntry) bool { return !e.Master && bytes.Equal(e.MAC, macB) })
+	res, err = b.Check(context.Background(), twoNetworks())
+	if err != nil || res != (vtep.Result{Added: vtep.Counts{MACs: 1}}) {
+		t.Fatalf("check after drift: %+v %v", res, err)
+	}
+	if len(f.writes) != 0 {
+		t.Fatalf("Check wrote to the kernel: %q", f.writes)
+	}
+	// Set still writes for real after a Check.
+	if res, err := b.Set(context.Background(), twoNetworks()); err != nil || res.Added.MACs != 1 || len(f.writes) == 0 {
+		t.Fatalf("Set after Check: %+v %v %q", res, err, f.writes)
+	}
+}

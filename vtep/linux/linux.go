@@ -197,6 +197,14 @@ var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
 func (b *Backend) Set(ctx context.Context, cfg vtep.Config) (vtep.Result, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.set(ctx, b.k, cfg)
+}
+
+// set is Set over kernel k; the caller holds b.mu.
+func (b *Backend) set(ctx context.Context, k kernel, cfg vtep.Config) (vtep.Result, error) {
+	saved := b.k
+	b.k = k
+	defer func() { b.k = saved }()
 	var res vtep.Result
 	var errs errList
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -751,5 +752,28 @@ func TestConnectionAndAuth(t *testing.T) {
 	}
 	if r := ctlRaw(t, "--token-file", tf, "pod", "list"); r.code != 1 {
 		t.Errorf("token file over env: exit %d", r.code)
+	}
+}
+
+func TestAgentStatus(t *testing.T) {
+	b := startBrain(t, httpapi.Options{})
+	agentSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/dataplane" {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode(api.AgentDataplane{Pod: "pod1", GatewayID: "gw-a", Healthy: true, Revision: 9,
+			Networks: []api.AgentNetwork{{VNI: 5000, LocalInterface: "seg5000", MACs: 3, Flood: 2, Neighbors: 3}},
+			Standby:  []uint32{5001}, Drift: &api.AgentDrift{AddMACs: 1}})
+	}))
+	defer agentSrv.Close()
+	out := b.ok(t, "agent", "status", "--agent", agentSrv.URL)
+	for _, want := range []string{"gw-a (pod pod1)", "vni 5000 on seg5000: 3 macs, 2 flood, 3 neighbors", "[5001]", "to add 0 networks, 1 macs"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("agent status lacks %q:\n%s", want, out)
+		}
+	}
+	if r := b.fails(t, 1, "agent", "status", "--agent", "http://127.0.0.1:1"); !strings.Contains(r.err, "cannot reach the agent") {
+		t.Errorf("unreachable agent: %q", r.err)
 	}
 }
