@@ -194,3 +194,9 @@ func (s *Service) RetryJob(ctx context.Context, id string) (j api.Job, err error
 	err = s.write(ctx, func(tx *store.Tx) error { j, err = tx.RetryJob(ctx, id, s.now()); return err })
 	return j, err
 }
+
+// CountJobsByState counts jobs per state (new, running, success, failed).
+func (s *Service) CountJobsByState(ctx context.Context) (m map[string]int, err error) {
+	err = s.read(ctx, func(tx *store.Tx) error { m, err = tx.CountJobsByState(ctx); return err })
+	return m, err
+}

@@ -127,3 +127,20 @@ func metricHas(t *testing.T, b *testBrain, line string) bool {
 	}
 	return strings.Contains(sb.String(), "\n"+line+"\n")
 }
+
+// Bottom-cloud jobs show in the metrics by state.
+func TestJobsMetric(t *testing.T) {
+	storeKinds(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		cfg := testConfig
+		cfg.BottomJobs = true
+		b := startBrain(t, url, cfg, httpapi.Options{})
+		threePods(t, b.client)
+		n := must[api.Network](t)(b.client.CreateNetwork(ctx, api.NetworkCreate{Name: "n", Type: api.TypeSharedVXLAN}))
+		must[api.Port](t)(b.client.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: "pod1", MAC: "fa:16:3e:00:00:01"}))
+		must[api.Port](t)(b.client.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: "pod2", MAC: "fa:16:3e:00:00:02"}))
+		if !metricHas(t, b, `l2span_brain_jobs{state="new"} 2`) {
+			t.Fatal(`l2span_brain_jobs{state="new"} is not 2 after ports in two pods`)
+		}
+	})
+}

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -103,6 +104,28 @@ func New(svc *brain.Service, hub *brain.Hub, opts Options) *Server {
 			}),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
+	// Jobs by state, counted once per scrape.
+	var jobsMu sync.Mutex
+	var jobCounts map[string]int
+	var jobsAt time.Time
+	for _, state := range []string{"new", "running", "success", "failed"} {
+		s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "l2span_brain_jobs", Help: "Bottom-cloud jobs by state.", ConstLabels: prometheus.Labels{"state": state},
+		}, func() float64 {
+			jobsMu.Lock()
+			defer jobsMu.Unlock()
+			if time.Since(jobsAt) > time.Second {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				m, err := svc.CountJobsByState(ctx)
+				if err != nil {
+					return -1
+				}
+				jobCounts, jobsAt = m, time.Now()
+			}
+			return float64(jobCounts[state])
+		}))
+	}
 	s.register()
 	return s
 }

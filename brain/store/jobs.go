@@ -273,3 +273,22 @@ func (t *Tx) Routes(ctx context.Context, f RouteFilter) ([]api.Route, error) {
 	}
 	return out, nil
 }
+
+// CountJobsByState counts jobs per state.
+func (t *Tx) CountJobsByState(ctx context.Context) (map[string]int, error) {
+	rows, err := t.Query(ctx, `SELECT state, COUNT(*) FROM jobs GROUP BY state`)
+	if err != nil {
+		return nil, fmt.Errorf("count jobs: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var state string
+		var n int
+		if err := rows.Scan(&state, &n); err != nil {
+			return nil, fmt.Errorf("count jobs: %w", err)
+		}
+		out[state] = n
+	}
+	return out, rows.Err()
+}
