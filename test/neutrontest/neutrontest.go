@@ -76,6 +76,7 @@ type Server struct {
 	cmd     *exec.Cmd
 	exited  chan struct{}
 	stopped sync.Once
+	opts    Options
 }
 
 var shared struct {
@@ -193,7 +194,7 @@ connection = sqlite:///{{DIR}}/neutron.db
 [ml2]
 type_drivers = flat,vlan,vxlan,local
 tenant_network_types = vxlan
-mechanism_drivers = logger
+mechanism_drivers = {{MECH}}
 
 [ml2_type_vlan]
 network_vlan_ranges = physnet1:100:200,physnet2:100:200
@@ -216,7 +217,9 @@ from neutron_lib.db import model_base
 model_base.BASEV2.metadata.create_all(sa.create_engine(sys.argv[1]))
 `
 
-func start() (_ *Server, err error) {
+func start() (*Server, error) { return startWith(Options{}) }
+
+func startWith(o Options) (_ *Server, err error) {
 	if !Installed() {
 		return nil, errNotInstalled
 	}
@@ -225,7 +228,7 @@ func start() (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{dir: dir, logPath: filepath.Join(dir, "neutron-server.log"), exited: make(chan struct{})}
+	s := &Server{dir: dir, logPath: filepath.Join(dir, "neutron-server.log"), exited: make(chan struct{}), opts: o}
 	defer func() {
 		if err != nil {
 			s.Stop()
@@ -236,7 +239,7 @@ func start() (_ *Server, err error) {
 		return nil, fmt.Errorf("free port: %w", err)
 	}
 	s.URL = fmt.Sprintf("http://127.0.0.1:%d/", port)
-	conf := strings.NewReplacer("{{PORT}}", strconv.Itoa(port), "{{DIR}}", dir).Replace(confTemplate)
+	conf := strings.NewReplacer("{{PORT}}", strconv.Itoa(port), "{{DIR}}", dir, "{{MECH}}", o.mechanismDrivers()).Replace(confTemplate) + o.extraConfig(dir)
 	paste, err := os.ReadFile(pasteIni)
 	if err != nil {
 		return nil, err
@@ -252,6 +255,9 @@ func start() (_ *Server, err error) {
 	confPath := filepath.Join(dir, "neutron.conf")
 	if out, err := s.command(python, "-c", createAll, "sqlite:///"+dir+"/neutron.db").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("create neutron schema: %w: %s", err, tail(out))
+	}
+	if err := s.addAgents(); err != nil {
+		return nil, err
 	}
 	if out, err := s.command(dbManageBin, "--config-file", confPath, "stamp", "heads").CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("neutron-db-manage stamp heads: %w: %s", err, tail(out))
@@ -278,6 +284,7 @@ func (s *Server) command(name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(name, args...)
 	cmd.Dir = s.dir
 	cmd.Env = append(os.Environ(), "XDG_CACHE_HOME="+filepath.Join(s.dir, "cache"), "HOME="+s.dir)
+	cmd.Env = append(cmd.Env, s.opts.env()...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	return cmd
 }
