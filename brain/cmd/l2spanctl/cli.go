@@ -128,6 +128,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if isHelp(name) {
 		return helpCommand(rest, stdout, stderr)
 	}
+	if name == "completion" {
+		if len(rest) != 1 || rest[0] != "bash" {
+			return failUsage(stderr, usagef("usage: l2spanctl completion bash"), mainUsage)
+		}
+		if err := completionScript(stdout); err != nil {
+			fmt.Fprintln(stderr, "error:", err)
+			return 1
+		}
+		return 0
+	}
 	g := findGroup(name)
 	if g == nil {
 		return failUsage(stderr, usagef("unknown command %q", name), mainUsage)

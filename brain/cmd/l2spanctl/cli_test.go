@@ -5,10 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -775,5 +777,63 @@ func TestAgentStatus(t *testing.T) {
 	}
 	if r := b.fails(t, 1, "agent", "status", "--agent", "http://127.0.0.1:1"); !strings.Contains(r.err, "cannot reach the agent") {
 		t.Errorf("unreachable agent: %q", r.err)
+	}
+}
+
+// The bash completion script parses and completes commands, subcommands and
+// a subcommand's flags.
+func TestBashCompletion(t *testing.T) {
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"completion", "bash"}, &out, io.Discard); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	script := filepath.Join(t.TempDir(), "l2spanctl.bash")
+	if err := os.WriteFile(script, out.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	probe := `source "$1"
+for line in "l2spanctl net" "l2spanctl network |" "l2spanctl port create net1 --p"; do
+	line=${line%|}
+	COMP_WORDS=($line); [ "${line: -1}" = " " ] && COMP_WORDS+=("")
+	COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _l2spanctl; echo "${COMPREPLY[*]}"
+done`
+	got, err := exec.Command("bash", "-c", probe, "probe", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("bash: %v\n%s", err, got)
+	}
+	lines := strings.Split(strings.TrimSpace(string(got)), "\n")
+	if len(lines) != 3 || lines[0] != "network" || !strings.Contains(lines[1], "macs") || !strings.Contains(lines[1], "report-segment") || lines[2] != "--pod" {
+		t.Fatalf("completions: %q", lines)
+	}
+}
+
+// TestDocsNetworkTypes runs every l2spanctl line of docs/network-types.md,
+// in order, against a brain: the documented examples stay true. A line
+// whose comment says "error" must fail.
+func TestDocsNetworkTypes(t *testing.T) {
+	b := startBrain(t, httpapi.Options{})
+	doc, err := os.ReadFile(filepath.Join("..", "..", "..", "docs", "network-types.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := 0
+	for _, line := range strings.Split(string(doc), "\n") {
+		cmd, comment, _ := strings.Cut(line, "#")
+		fields := strings.Fields(cmd)
+		if len(fields) == 0 || fields[0] != "l2spanctl" {
+			continue
+		}
+		ran++
+		if strings.Contains(comment, "error") {
+			b.fails(t, 1, fields[1:]...)
+			continue
+		}
+		out := b.ok(t, fields[1:]...)
+		if strings.Contains(comment, "vlan 200") && !strings.Contains(out, "physnet1#pod1") {
+			t.Errorf("%s: the documented result is not shown:\n%s", cmd, out)
+		}
+	}
+	if ran < 15 {
+		t.Fatalf("only %d documented commands found", ran)
 	}
 }
