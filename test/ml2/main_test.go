@@ -236,7 +236,9 @@ type neutronErr struct {
 	Message string
 }
 
-func (e *neutronErr) Error() string { return fmt.Sprintf("neutron %d %s: %s", e.Status, e.Type, e.Message) }
+func (e *neutronErr) Error() string {
+	return fmt.Sprintf("neutron %d %s: %s", e.Status, e.Type, e.Message)
+}
 
 // neutron sends one request; out, if set, receives the decoded body.
 func neutron(t *testing.T, method, path string, body, out any) error {
