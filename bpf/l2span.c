@@ -56,10 +56,24 @@ struct dvr_val {
 	__u8 mac[6];
 };
 
-// gw_key names a gateway IP on an interface; IPv4 as ::ffff:a.b.c.d.
-struct gw_key {
-	__u32 ifindex;
-	__u8 addr[16];
+// gw_val holds the gateway IPs of one interface: v4[0..n4) and v6[0..n6),
+// network byte order. One lookup per ARP/ND frame fetches them all and the
+// few addresses are compared inline. Positions inside the bounds that hold
+// no address, and all positions past them, are all-ones (255.255.255.255,
+// ffff:...:ffff): never an ARP or ND address worth keeping.
+//
+// The Manager updates an array element in place, so a frame racing an update
+// may read a byte-wise mix of the old and new value. It therefore never moves
+// an address: one that stays a gateway keeps its position (its bytes do not
+// change, it is never missed), a removed one leaves a hole of all-ones, a new
+// one fills the first hole. A racing frame sees each position old or new.
+#define MAX_GW4 8
+#define MAX_GW6 8
+struct gw_val {
+	__u32 n4;
+	__u32 n6;
+	__u8 v4[MAX_GW4][4];
+	__u8 v6[MAX_GW6][16];
 };
 
 struct {
@@ -71,13 +85,28 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } l2s_dvr SEC(".maps");
 
+// Gateway IPs by ifindex. Interfaces with ifindex < GW_DIRECT (all of them on
+// most hosts) are looked up in an array, which the verifier inlines (a bounds
+// check and an address computation, no call, no hash); any higher ifindex in
+// a hash map. The zero value (n4 = n6 = 0) means no gateway IPs.
+#define GW_DIRECT 4096
+
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, struct gw_key);
-	__type(value, __u8);
-	__uint(max_entries, 16384);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32); // ifindex
+	__type(value, struct gw_val);
+	__uint(max_entries, GW_DIRECT);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } l2s_gwip SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u32); // ifindex >= GW_DIRECT
+	__type(value, struct gw_val);
+	__uint(max_entries, 16384);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} l2s_gwip_hi SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -130,20 +159,51 @@ static __always_inline int readable(struct __sk_buff *skb, __u32 n)
 	return bpf_skb_pull_data(skb, n) == 0;
 }
 
-static __always_inline int is_gateway(__u32 ifindex, const __u8 *addr16)
+// A call of its own, so that clang cannot merge the two lookups into one call
+// site taking either map: the verifier inlines an array lookup only where the
+// call site always sees that one array.
+static __attribute__((noinline)) const struct gw_val *gateways_hi(__u32 ifindex)
 {
-	struct gw_key k = {.ifindex = ifindex};
-	__builtin_memcpy(k.addr, addr16, 16);
-	return bpf_map_lookup_elem(&l2s_gwip, &k) != NULL;
+	return bpf_map_lookup_elem(&l2s_gwip_hi, &ifindex);
 }
 
-static __always_inline int is_gateway4(__u32 ifindex, const __u8 *addr4)
+static __always_inline const struct gw_val *gateways(__u32 ifindex)
 {
-	struct gw_key k = {.ifindex = ifindex};
-	k.addr[10] = 0xff;
-	k.addr[11] = 0xff;
-	__builtin_memcpy(&k.addr[12], addr4, 4);
-	return bpf_map_lookup_elem(&l2s_gwip, &k) != NULL;
+	if (ifindex < GW_DIRECT)
+		return bpf_map_lookup_elem(&l2s_gwip, &ifindex);
+	return gateways_hi(ifindex);
+}
+
+// Whether a or b (IPv4, as loaded from the frame) is one of g's gateway IPs.
+static __always_inline int is_gateway4(const struct gw_val *g, __u32 a, __u32 b)
+{
+	__u32 n = g->n4;
+#pragma unroll
+	for (int i = 0; i < MAX_GW4; i++) {
+		if (i >= n)
+			break;
+		__u32 v = *(const __u32 *)g->v4[i];
+		if (v == a || v == b)
+			return 1;
+	}
+	return 0;
+}
+
+// Whether the IPv6 address a0:a1 or b0:b1 is one of g's gateway IPs.
+static __always_inline int is_gateway6(const struct gw_val *g, __u64 a0,
+				       __u64 a1, __u64 b0, __u64 b1)
+{
+	__u32 n = g->n6;
+#pragma unroll
+	for (int i = 0; i < MAX_GW6; i++) {
+		if (i >= n)
+			break;
+		const __u64 *v = (const __u64 *)g->v6[i];
+		__u64 v0 = v[0], v1 = v[1];
+		if ((v0 == a0 && v1 == a1) || (v0 == b0 && v1 == b1))
+			return 1;
+	}
+	return 0;
 }
 
 // Bounds-checked pointer to n bytes at off into the frame, or NULL.
@@ -170,8 +230,10 @@ static __always_inline __u32 classify_arp(struct __sk_buff *skb, __u32 off)
 	// A request or reply for the gateway IP, and also one *from* it: the
 	// pod's router asking for a VM would teach that VM (in another pod)
 	// this pod's router MAC for its own default gateway.
-	if (is_gateway4(skb->ifindex, a->tpa) ||
-	    is_gateway4(skb->ifindex, a->spa))
+	const struct gw_val *g = gateways(skb->ifindex);
+	if (!g)
+		return ACT_PASSED_TO_OVERLAY;
+	if (is_gateway4(g, *(__u32 *)a->tpa, *(__u32 *)a->spa))
 		return ACT_DROPPED_ARP;
 	return ACT_PASSED_TO_OVERLAY;
 }
@@ -259,14 +321,18 @@ static __always_inline __u32 classify_ipv6(struct __sk_buff *skb, __u32 off)
 		return ACT_PASSED_TO_OVERLAY;
 	if (!readable(skb, l4 + 24))
 		return ACT_PASSED_TO_OVERLAY;
-	__u8 *target = AT(skb, l4 + 8, 16);
+	__u64 *target = AT(skb, l4 + 8, 16);
 	if (!target)
 		return ACT_PASSED_TO_OVERLAY;
-	if (is_gateway(skb->ifindex, target))
-		return ACT_DROPPED_ND;
-	// From the gateway address: the pod's router resolving a VM (see ARP).
+	// For the gateway address, or from it: the pod's router resolving a VM
+	// (see ARP).
 	ip6 = AT(skb, off, sizeof(*ip6));
-	if (ip6 && is_gateway(skb->ifindex, (__u8 *)&ip6->saddr))
+	if (!ip6)
+		return ACT_PASSED_TO_OVERLAY;
+	__u64 *saddr = (__u64 *)&ip6->saddr;
+	__u64 t0 = target[0], t1 = target[1], s0 = saddr[0], s1 = saddr[1];
+	const struct gw_val *g = gateways(skb->ifindex);
+	if (g && is_gateway6(g, t0, t1, s0, s1))
 		return ACT_DROPPED_ND;
 	return ACT_PASSED_TO_OVERLAY;
 }

@@ -25,10 +25,12 @@ type l2spanDvrVal struct {
 	Mac [6]uint8
 }
 
-type l2spanGwKey struct {
-	_       structs.HostLayout
-	Ifindex uint32
-	Addr    [16]uint8
+type l2spanGwVal struct {
+	_  structs.HostLayout
+	N4 uint32
+	N6 uint32
+	V4 [8][4]uint8
+	V6 [8][16]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -38,6 +40,7 @@ const (
 	l2spanMapL2sCounters   = "l2s_counters"
 	l2spanMapL2sDvr        = "l2s_dvr"
 	l2spanMapL2sGwip       = "l2s_gwip"
+	l2spanMapL2sGwipHi     = "l2s_gwip_hi"
 	l2spanProgL2sToOverlay = "l2s_to_overlay"
 	l2spanProgL2sToPod     = "l2s_to_pod"
 )
@@ -95,6 +98,7 @@ type l2spanMapSpecs struct {
 	L2sCounters *ebpf.MapSpec `ebpf:"l2s_counters"`
 	L2sDvr      *ebpf.MapSpec `ebpf:"l2s_dvr"`
 	L2sGwip     *ebpf.MapSpec `ebpf:"l2s_gwip"`
+	L2sGwipHi   *ebpf.MapSpec `ebpf:"l2s_gwip_hi"`
 }
 
 // l2spanVariableSpecs contains global variables before they are loaded into the kernel.
@@ -126,6 +130,7 @@ type l2spanMaps struct {
 	L2sCounters *ebpf.Map `ebpf:"l2s_counters"`
 	L2sDvr      *ebpf.Map `ebpf:"l2s_dvr"`
 	L2sGwip     *ebpf.Map `ebpf:"l2s_gwip"`
+	L2sGwipHi   *ebpf.Map `ebpf:"l2s_gwip_hi"`
 }
 
 func (m *l2spanMaps) Close() error {
@@ -133,6 +138,7 @@ func (m *l2spanMaps) Close() error {
 		m.L2sCounters,
 		m.L2sDvr,
 		m.L2sGwip,
+		m.L2sGwipHi,
 	)
 }
 

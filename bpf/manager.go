@@ -91,7 +91,8 @@ type Attachment struct {
 	// RemoteDVRPrefixes are every other pod's dvr_base_mac prefixes.
 	RemoteDVRPrefixes []MACPrefix
 	// GatewayIPs are the gateway IPs of the network's subnets (IPv4 and
-	// IPv6), the same in every pod.
+	// IPv6), the same in every pod: at most MaxGatewayIPv4 distinct IPv4
+	// and MaxGatewayIPv6 distinct IPv6 addresses per interface.
 	GatewayIPs []netip.Addr
 }
 
@@ -104,7 +105,8 @@ type Result struct {
 	Replaced int
 	// Detached counts programs removed from interfaces no longer wanted.
 	Detached int
-	// EntriesWritten and EntriesDeleted count map entries changed.
+	// EntriesWritten and EntriesDeleted count map entries changed: one per
+	// DVR prefix, and one per interface for its whole set of gateway IPs.
 	EntriesWritten int
 	EntriesDeleted int
 }
@@ -273,12 +275,15 @@ func (m *Manager) Set(ctx context.Context, want []Attachment) (Result, error) {
 		}
 		res.EntriesWritten++
 	}
-	for k := range gw {
-		if _, ok := gwHave[k]; ok {
+	for k, ips := range gw {
+		old, ok := gwHave[k]
+		if ok && sameAddrs(gwAddrs(old), ips) {
 			continue
 		}
-		if err := m.objs.L2sGwip.Put(k, uint8(1)); err != nil {
-			errs = append(errs, fmt.Errorf("write gateway ip entry %s: %w", fmtGWKey(k), err))
+		// One write replaces the interface's whole set, keeping the
+		// addresses that stay where they are (see gwLayout).
+		if err := m.putGateways(k, gwLayout(old, ips)); err != nil {
+			errs = append(errs, fmt.Errorf("write gateway ip entry %s: %w", fmtGWEntry(k, ips), err))
 			continue
 		}
 		res.EntriesWritten++
@@ -309,12 +314,12 @@ func (m *Manager) Set(ctx context.Context, want []Attachment) (Result, error) {
 		}
 		res.EntriesDeleted++
 	}
-	for k := range gwHave {
-		if _, ok := gw[k]; ok || keep[int(k.Ifindex)] {
+	for k, v := range gwHave {
+		if _, ok := gw[k]; ok || keep[int(k)] {
 			continue
 		}
-		if err := m.objs.L2sGwip.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, fmt.Errorf("delete gateway ip entry %s: %w", fmtGWKey(k), err))
+		if err := m.deleteGateways(k); err != nil {
+			errs = append(errs, fmt.Errorf("delete gateway ip entry %s: %w", fmtGWEntry(k, gwAddrs(v)), err))
 			continue
 		}
 		res.EntriesDeleted++
@@ -420,12 +425,7 @@ func (m *Manager) resolve(want []Attachment) (wants []wanted, keep map[int]bool,
 }
 
 func (m *Manager) validateGateways(a Attachment) error {
-	for _, ip := range a.GatewayIPs {
-		if !ip.IsValid() {
-			return errors.New("invalid gateway ip")
-		}
-	}
-	return nil
+	return validateGatewayIPs(a.GatewayIPs)
 }
 
 func (m *Manager) validate(a Attachment) error {
@@ -451,17 +451,19 @@ func (m *Manager) validate(a Attachment) error {
 	return m.validateGateways(a)
 }
 
-func desiredEntries(wants []wanted) (map[l2spanDvrKey]l2spanDvrVal, map[l2spanGwKey]struct{}) {
+// desiredEntries returns the DVR prefix entries and, per interface with any,
+// its gateway IPs (distinct, sorted, IPv4 first).
+func desiredEntries(wants []wanted) (map[l2spanDvrKey]l2spanDvrVal, map[uint32][]netip.Addr) {
 	dvr := map[l2spanDvrKey]l2spanDvrVal{}
-	gw := map[l2spanGwKey]struct{}{}
+	gw := map[uint32][]netip.Addr{}
 	for _, w := range wants {
 		var v l2spanDvrVal
 		copy(v.Mac[:], w.a.OwnDVRMAC)
 		for _, p := range w.a.RemoteDVRPrefixes {
 			dvr[dvrKey(w.ifindex, p)] = v
 		}
-		for _, ip := range w.a.GatewayIPs {
-			gw[gwKey(w.ifindex, ip)] = struct{}{}
+		if v4, v6 := splitGateways(w.a.GatewayIPs); len(v4)+len(v6) > 0 {
+			gw[uint32(w.ifindex)] = append(v4, v6...)
 		}
 	}
 	return dvr, gw
@@ -473,19 +475,11 @@ func dvrKey(ifindex int, p MACPrefix) l2spanDvrKey {
 	return k
 }
 
-func gwKey(ifindex int, ip netip.Addr) l2spanGwKey {
-	return l2spanGwKey{Ifindex: uint32(ifindex), Addr: netip.AddrFrom16(ip.As16()).As16()}
-}
-
 func fmtDVRKey(k l2spanDvrKey) string {
 	return fmt.Sprintf("if%d %s/%d", k.Ifindex, net.HardwareAddr(k.Mac[:]), int(k.Prefixlen)-32)
 }
 
-func fmtGWKey(k l2spanGwKey) string {
-	return fmt.Sprintf("if%d %s", k.Ifindex, netip.AddrFrom16(k.Addr).Unmap())
-}
-
-func (m *Manager) readEntries() (map[l2spanDvrKey]l2spanDvrVal, map[l2spanGwKey]struct{}, error) {
+func (m *Manager) readEntries() (map[l2spanDvrKey]l2spanDvrVal, map[uint32]l2spanGwVal, error) {
 	dvr := map[l2spanDvrKey]l2spanDvrVal{}
 	var dk l2spanDvrKey
 	var dv l2spanDvrVal
@@ -496,15 +490,9 @@ func (m *Manager) readEntries() (map[l2spanDvrKey]l2spanDvrVal, map[l2spanGwKey]
 	if err := it.Err(); err != nil {
 		return nil, nil, fmt.Errorf("read dvr prefix map: %w", err)
 	}
-	gw := map[l2spanGwKey]struct{}{}
-	var gk l2spanGwKey
-	var gv uint8
-	it = m.objs.L2sGwip.Iterate()
-	for it.Next(&gk, &gv) {
-		gw[gk] = struct{}{}
-	}
-	if err := it.Err(); err != nil {
-		return nil, nil, fmt.Errorf("read gateway ip map: %w", err)
+	gw, err := m.readGateways()
+	if err != nil {
+		return nil, nil, err
 	}
 	return dvr, gw, nil
 }

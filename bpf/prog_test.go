@@ -63,10 +63,21 @@ func fill(t testing.TB, objs *l2spanObjects, prefixes []string, gws []string) {
 			t.Fatal(err)
 		}
 	}
+	putGateways(t, objs, testIfindex, gws...)
+}
+
+// putGateways sets an interface's gateway IPs as Set would.
+func putGateways(t testing.TB, objs *l2spanObjects, ifindex uint32, gws ...string) {
+	t.Helper()
+	var ips []netip.Addr
 	for _, g := range gws {
-		if err := objs.L2sGwip.Put(gwKey(testIfindex, netip.MustParseAddr(g)), uint8(1)); err != nil {
-			t.Fatal(err)
-		}
+		ips = append(ips, netip.MustParseAddr(g))
+	}
+	if err := validateGatewayIPs(ips); err != nil {
+		t.Fatal(err)
+	}
+	if err := putGatewayVal(objs, ifindex, gwLayout(l2spanGwVal{}, ips)); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -96,9 +107,7 @@ func TestPrograms(t *testing.T) {
 	if err := objs.L2sDvr.Put(dvrKey(testIfindex+1000, MustParseMACPrefix("fa:16:3f:09:00:00/32")), other); err != nil {
 		t.Fatal(err)
 	}
-	if err := objs.L2sGwip.Put(gwKey(testIfindex+1000, netip.MustParseAddr("203.0.113.9")), uint8(1)); err != nil {
-		t.Fatal(err)
-	}
+	putGateways(t, objs, testIfindex+1000, "203.0.113.9")
 
 	ipPayload := ipv4(protoTCP, "203.0.113.1", "203.0.113.2", 0, 0, tcp(40000, 80))
 	q := [2]uint16{etQ, 100}
