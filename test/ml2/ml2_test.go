@@ -58,7 +58,8 @@ func TestForwardsToBrain(t *testing.T) {
 		}
 	}
 	st, err := c.PodState(ctx, "pod1")
-	if err != nil || len(st.Networks) != 1 || len(st.Networks[0].RemotePorts) != 1 || st.Networks[0].RemotePorts[0].MAC != pb.MAC {
+	i := slices.IndexFunc(st.Networks, func(n api.NetworkState) bool { return n.NetworkID == bnet.ID })
+	if err != nil || i < 0 || len(st.Networks[i].RemotePorts) != 1 || st.Networks[i].RemotePorts[0].MAC != pb.MAC {
 		t.Fatalf("pod1 state = %+v, %v; want pod2's port as remote", st, err)
 	}
 
