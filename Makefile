@@ -46,12 +46,15 @@ bench: deps build
 generate:
 	$(GO) generate ./...
 
-## dist: static binaries, units and examples in a tarball.
+## dist: static binaries, units, example configs and docs in $(DIST)/l2span.tar.gz.
+DIST ?= dist
 dist:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o dist/l2span/bin/ $(CMDS)
-	mkdir -p dist/l2span/deploy && cp -r deploy/. dist/l2span/deploy/ 2>/dev/null || true
-	tar -C dist -czf dist/l2span.tar.gz l2span
-	@echo dist/l2span.tar.gz
+	rm -rf $(DIST)/l2span && mkdir -p $(DIST)/l2span/deploy $(DIST)/l2span/docs
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o $(DIST)/l2span/bin/ $(CMDS)
+	cp -r deploy/systemd deploy/examples $(DIST)/l2span/deploy/
+	cp README.md $(DIST)/l2span/ && cp docs/*.md docs/openapi.yaml $(DIST)/l2span/docs/
+	tar -C $(DIST) -czf $(DIST)/l2span.tar.gz l2span
+	@echo $(DIST)/l2span.tar.gz
 
 clean:
 	rm -rf $(BIN) dist

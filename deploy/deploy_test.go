@@ -86,3 +86,35 @@ func TestExampleConfigs(t *testing.T) {
 		}
 	}
 }
+
+// TestDist builds the release tarball and checks what an operator unpacks:
+// static binaries, both units, both example configs, the docs.
+func TestDist(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make not installed")
+	}
+	dir := t.TempDir()
+	out, err := exec.Command("make", "-C", "..", "dist", "DIST="+dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("make dist: %v\n%s", err, out)
+	}
+	list, err := exec.Command("tar", "-tzf", filepath.Join(dir, "l2span.tar.gz")).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"l2span/bin/l2span-brain", "l2span/bin/l2span-agent", "l2span/bin/l2spanctl",
+		"l2span/deploy/systemd/l2span-brain.service", "l2span/deploy/systemd/l2span-agent.service",
+		"l2span/deploy/examples/brain.conf", "l2span/deploy/examples/agent.conf", "l2span/docs/openapi.yaml", "l2span/README.md"} {
+		if !strings.Contains(string(list), want+"\n") {
+			t.Errorf("tarball lacks %s", want)
+		}
+	}
+	// Static: no ELF interpreter, so it runs on any Linux of the arch.
+	b, err := os.ReadFile(filepath.Join(dir, "l2span", "bin", "l2span-agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b[:min(len(b), 4096)]), "ld-linux") {
+		t.Error("l2span-agent is dynamically linked")
+	}
+}
