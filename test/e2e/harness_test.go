@@ -171,22 +171,27 @@ func newLab(t testing.TB) *lab {
 	l.brain = startProc(t, l.rig.Underlay, "brain", l.bin+"/l2span-brain", "--listen", brainAddr+":9696",
 		"--store", "sqlite://"+filepath.Join(dir, "brain.db"), "--vni-ranges", "4000:4999", "--poll-interval", "50ms")
 	// The test reaches the brain from inside the underlay namespace.
+	l.client, err = api.NewClient("http://"+brainAddr+":9696", api.WithTransport(nsTransport(l.rig.Underlay)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.waitBrain()
+	return l
+}
+
+// nsTransport is an HTTP transport whose connections are opened inside ns
+// (the socket is created on a thread switched into it, and stays there).
+func nsTransport(ns *netns.NS) *http.Transport {
 	dialer := &net.Dialer{Timeout: 2 * time.Second}
-	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
-		err := l.rig.Underlay.Do(func() error {
+		err := ns.Do(func() error {
 			var err error
 			c, err = dialer.DialContext(ctx, network, addr)
 			return err
 		})
 		return c, err
 	}, MaxIdleConnsPerHost: 16}
-	l.client, err = api.NewClient("http://"+brainAddr+":9696", api.WithTransport(tr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.waitBrain()
-	return l
 }
 
 func (l *lab) waitBrain() {

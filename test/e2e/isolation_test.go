@@ -128,16 +128,7 @@ func isARPRequestFor(ip netip.Addr) func([]byte) bool {
 // agentDataplane reads an agent's GET /dataplane inside its netns.
 func agentDataplane(gw *netns.Gateway) (api.AgentDataplane, error) {
 	var v api.AgentDataplane
-	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := gw.Do(func() error {
-			var err error
-			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-			return err
-		})
-		return c, err
-	}}
-	resp, err := (&http.Client{Transport: tr, Timeout: 5 * time.Second}).Get("http://127.0.0.1:9697/dataplane")
+	resp, err := (&http.Client{Transport: nsTransport(gw.NS), Timeout: 5 * time.Second}).Get("http://127.0.0.1:9697/dataplane")
 	if err != nil {
 		return v, err
 	}
@@ -149,16 +140,7 @@ func agentDataplane(gw *netns.Gateway) (api.AgentDataplane, error) {
 // agentMetric reads one sample from an agent's /metrics inside its netns.
 func agentMetric(t *testing.T, gw *netns.Gateway, sample string) string {
 	t.Helper()
-	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := gw.Do(func() error {
-			var err error
-			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
-			return err
-		})
-		return c, err
-	}}
-	resp, err := (&http.Client{Transport: tr, Timeout: 2 * time.Second}).Get("http://127.0.0.1:9697/metrics")
+	resp, err := (&http.Client{Transport: nsTransport(gw.NS), Timeout: 2 * time.Second}).Get("http://127.0.0.1:9697/metrics")
 	if err != nil {
 		return ""
 	}
