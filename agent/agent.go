@@ -343,7 +343,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			WatchKernel(ctx, a.cfg.KernelWatch, a.wantsInterface, a.rec.Trigger, 200*time.Millisecond, a.log.With("component", "kernelwatch"))
+			WatchKernel(ctx, a.cfg.KernelWatch, a.wantsInterface, a.rec.TriggerFull, 200*time.Millisecond, a.log.With("component", "kernelwatch"))
 		}()
 	}
 	if a.learner != nil {

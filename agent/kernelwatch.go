@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // WatchKernel turns kernel changes to links and neighbor (FDB) entries into
@@ -50,6 +51,11 @@ func WatchKernel(ctx context.Context, prefix string, relevant func(ifname string
 		case u, ok := <-neighs:
 			if !ok {
 				neighs = nil
+				continue
+			}
+			// Entries the agent writes carry extern_learn: their arrival is
+			// its own doing, not drift. Removals always count.
+			if u.Type == unix.RTM_NEWNEIGH && u.Flags&netlink.NTF_EXT_LEARNED != 0 {
 				continue
 			}
 			if ours(names[u.LinkIndex]) && fire == nil {

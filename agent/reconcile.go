@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,6 +41,13 @@ type Reconciler struct {
 	// applied is the last plan that reached the dataplane in full; changes
 	// made for the same plan again are drift repaired.
 	applied *vtep.Config
+	// isoApplied is the last eBPF plan applied, and when: an unchanged one
+	// is re-applied (drift repair) only at the periodic resync.
+	isoApplied   []bpf.Attachment
+	isoAppliedAt time.Time
+	// full is set by triggers that may mean drift (kernel events): the
+	// next reconcile re-applies everything.
+	full atomic.Bool
 }
 
 // Isolation is the seam to the eBPF programs (bpf.Manager).
@@ -75,6 +83,13 @@ func (r *Reconciler) Trigger() {
 	}
 }
 
+// TriggerFull asks for a reconcile that also re-applies what is normally
+// skipped when unchanged (the eBPF attachments); for kernel events.
+func (r *Reconciler) TriggerFull() {
+	r.full.Store(true)
+	r.Trigger()
+}
+
 // Run reconciles until ctx ends.
 func (r *Reconciler) Run(ctx context.Context) {
 	resync := time.NewTicker(r.resync)
@@ -88,19 +103,26 @@ func (r *Reconciler) Run(ctx context.Context) {
 			return
 		case <-r.trigger:
 		case <-resync.C:
+			r.isoAppliedAt = time.Time{}
 		case <-retry:
 		}
 		retry = nil
+		if r.full.Swap(false) {
+			r.isoAppliedAt = time.Time{}
+		}
 		plan, ok := r.plan()
 		if !ok {
 			continue
 		}
 		start := time.Now()
 		res, err := r.dp.Set(ctx, plan.Config)
-		if r.isolation != nil {
+		if r.isolation != nil && (r.isoAppliedAt.IsZero() || !reflect.DeepEqual(r.isoApplied, plan.Isolation)) {
 			// After the VXLAN side: the local interfaces exist by now.
 			if _, berr := r.isolation.Set(ctx, plan.Isolation); berr != nil {
 				err = errors.Join(err, fmt.Errorf("ebpf isolation: %w", berr))
+				r.isoAppliedAt = time.Time{}
+			} else {
+				r.isoApplied, r.isoAppliedAt = plan.Isolation, time.Now()
 			}
 		}
 		r.duration.Observe(time.Since(start).Seconds())
