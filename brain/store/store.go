@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -123,6 +124,21 @@ func (s *Store) Close() error {
 		errs = append(errs, s.write.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// Backup writes a consistent copy of a SQLite store to path (VACUUM INTO),
+// while the brain keeps serving. PostgreSQL is backed up with pg_dump.
+func (s *Store) Backup(ctx context.Context, path string) error {
+	if s.dialect != dialectSQLite {
+		return errors.New("backup: a PostgreSQL store is backed up with pg_dump")
+	}
+	if _, err := os.Stat(path); err == nil {
+		return fmt.Errorf("backup: %s already exists", path)
+	}
+	if _, err := s.write.ExecContext(ctx, `VACUUM INTO ?`, path); err != nil {
+		return fmt.Errorf("backup to %s: %w", path, err)
+	}
+	return nil
 }
 
 // Kind names the database: "sqlite" or "postgres".

@@ -39,6 +39,7 @@ type config struct {
 	logFormat    string
 	logLevel     string
 	checkConfig  bool
+	backupTo     string
 
 	brain  brain.Config
 	bottom jobs.Config
@@ -65,6 +66,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&c.checkConfig, "check-config", false, "validate the configuration and exit")
+	fs.StringVar(&c.backupTo, "backup-to", "", "write a consistent copy of the SQLite store to `FILE` and exit (safe while a brain serves it)")
 	if err := flagfile.Parse(fs, args); err != nil {
 		return nil, err
 	}
@@ -149,6 +151,14 @@ func main() {
 		fmt.Println("configuration ok")
 		return
 	}
+	if c.backupTo != "" {
+		if err := backup(c); err != nil {
+			fmt.Fprintln(os.Stderr, "l2span-brain:", err)
+			os.Exit(1)
+		}
+		fmt.Println("backup written to", c.backupTo)
+		return
+	}
 	log, _ := logging.New(os.Stderr, c.logFormat, c.logLevel)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -156,6 +166,17 @@ func main() {
 		log.Error("brain stopped", "err", err)
 		os.Exit(1)
 	}
+}
+
+func backup(c *config) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	st, err := store.Open(ctx, c.store)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return st.Backup(ctx, c.backupTo)
 }
 
 func run(ctx context.Context, c *config, log *slog.Logger) error {
