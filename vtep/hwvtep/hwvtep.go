@@ -247,11 +247,33 @@ func (b *Backend) Set(ctx context.Context, cfg vtep.Config) (vtep.Result, error)
 	b.cli.Read(func(st *ovsdb.State) {
 		p = makePlan(st, b.opts, cfg)
 	})
-	res, err := b.apply(ctx, p)
+	res, err := b.apply(ctx, p, b.transact, true)
 	if err != nil {
 		b.log.Warn("set incomplete", "err", err)
 	}
 	return res, err
+}
+
+// Check reports what Set(cfg) would change without writing: the same plan,
+// applied through a transact that only pretends (inserts get made-up UUIDs).
+func (b *Backend) Check(ctx context.Context, cfg vtep.Config) (vtep.Result, error) {
+	b.setMu.Lock()
+	defer b.setMu.Unlock()
+	cfg = cfg.Normalize()
+	var p *plan
+	b.cli.Read(func(st *ovsdb.State) {
+		p = makePlan(st, b.opts, cfg)
+	})
+	n := 0
+	pretend := func(_ context.Context, ops []lo.Operation) ([]lo.OperationResult, error) {
+		out := make([]lo.OperationResult, len(ops))
+		for i := range out {
+			n++
+			out[i].UUID = lo.UUID{GoUUID: fmt.Sprintf("00000000-0000-4000-8000-%012x", n)}
+		}
+		return out, nil
+	}
+	return b.apply(ctx, p, pretend, false)
 }
 
 // transact sends one transaction and counts it.
@@ -263,7 +285,7 @@ func (b *Backend) transact(ctx context.Context, ops []lo.Operation) ([]lo.Operat
 // apply runs the plan: the structural transaction, the batched MAC
 // writes, the batched MAC deletes, the removal of unwanted switches, and a
 // barrier so that the cache holds what was written.
-func (b *Backend) apply(ctx context.Context, p *plan) (vtep.Result, error) {
+func (b *Backend) apply(ctx context.Context, p *plan, transact func(context.Context, []lo.Operation) ([]lo.OperationResult, error), barrier bool) (vtep.Result, error) {
 	errs := p.errs
 	var res vtep.Result
 	wrote := false
@@ -272,7 +294,7 @@ func (b *Backend) apply(ctx context.Context, p *plan) (vtep.Result, error) {
 	// flood sets.
 	if len(p.structOps) > 0 {
 		wrote = true
-		results, err := b.transact(ctx, p.structOps)
+		results, err := transact(ctx, p.structOps)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("structure transaction: %w", err))
 			return res, errors.Join(errs...)
@@ -298,7 +320,7 @@ func (b *Backend) apply(ctx context.Context, p *plan) (vtep.Result, error) {
 			return nil
 		}
 		wrote = true
-		results, err := b.transact(ctx, batch)
+		results, err := transact(ctx, batch)
 		if err != nil {
 			return err
 		}
@@ -425,7 +447,7 @@ func (b *Backend) apply(ctx context.Context, p *plan) (vtep.Result, error) {
 			break
 		}
 		wrote = true
-		if _, err := b.transact(ctx, r.ops); err != nil {
+		if _, err := transact(ctx, r.ops); err != nil {
 			errs = append(errs, fmt.Errorf("remove logical switch %s: %w", r.name, err))
 			continue
 		}
@@ -435,7 +457,7 @@ func (b *Backend) apply(ctx context.Context, p *plan) (vtep.Result, error) {
 		res.Removed.Neighbors += r.neighbors
 	}
 
-	if wrote {
+	if wrote && barrier {
 		if err := b.cli.Barrier(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("wait for cache: %w", err))
 		}

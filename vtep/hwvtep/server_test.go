@@ -251,8 +251,15 @@ func TestSetFreshDatabaseAndIdempotent(t *testing.T) {
 		t.Fatalf("fresh database has %d Global rows", len(g))
 	}
 	b := startBackend(t, srv, 0)
-	res := set(t, b, baseConfig())
 	want := vtep.Result{Added: vtep.Counts{Networks: 2, MACs: 3, Flood: 3, Neighbors: 1}}
+	// Check predicts the Set and writes nothing.
+	if got, err := b.Check(context.Background(), baseConfig()); err != nil || got != want || b.Transactions() != 0 {
+		t.Fatalf("check on a fresh database: %+v %v, %d transactions", got, err, b.Transactions())
+	}
+	if ls := dump(t, srv, "Logical_Switch"); len(ls) != 0 {
+		t.Fatalf("Check wrote switches: %v", ls)
+	}
+	res := set(t, b, baseConfig())
 	if res != want {
 		t.Errorf("result %+v, want %+v", res, want)
 	}
@@ -295,8 +302,12 @@ func TestSetRepairsDriftAndLeavesOthersAlone(t *testing.T) {
 		`{"op":"mutate","table":"Physical_Port","where":[["name","==","p0"]],"mutations":[["vlan_bindings","insert",["map",[[20,["named-uuid","other"]]]]]]}`,
 	)
 	n := b.Transactions()
+	drift := vtep.Result{Added: vtep.Counts{MACs: 2, Neighbors: 1}, Removed: vtep.Counts{MACs: 2, Neighbors: 1}}
+	if got, err := b.Check(context.Background(), baseConfig()); err != nil || got != drift || b.Transactions() != n {
+		t.Fatalf("check after drift: %+v %v, %d transactions", got, err, b.Transactions()-n)
+	}
 	res := set(t, b, baseConfig())
-	if want := (vtep.Result{Added: vtep.Counts{MACs: 2, Neighbors: 1}, Removed: vtep.Counts{MACs: 2, Neighbors: 1}}); res != want {
+	if want := drift; res != want {
 		t.Errorf("result %+v, want %+v", res, want)
 	}
 	if d := b.Transactions() - n; d != 1 {
