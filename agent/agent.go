@@ -219,20 +219,10 @@ func (a *Agent) plan() (Plan, bool) {
 		Previous: prev, Forward: forward, OwnDVRMAC: a.cfg.DVRMAC,
 	})
 	keep := map[uint32]bool{}
-	would := 0
-	selfHealthy := make([]gossip.Member, len(members))
-	copy(selfHealthy, members)
-	for i := range selfHealthy {
-		if selfHealthy[i].Name == self {
-			selfHealthy[i].Meta.Healthy = true
-		}
-	}
 	for _, n := range st.Networks {
 		keep[n.VNI] = true
-		if df, ok := gossip.DF(n.VNI, a.cfg.Pod, selfHealthy); !ok || df.Name == self {
-			would++
-		}
 	}
+	would := wouldForward(st, members, self, a.cfg.Pod)
 	a.handover.forget(keep)
 	if !retry.IsZero() {
 		time.AfterFunc(retry.Sub(now), a.rec.Trigger)
@@ -241,23 +231,47 @@ func (a *Agent) plan() (Plan, bool) {
 		a.log.Warn("skipped", "reason", s)
 	}
 	a.mu.Lock()
-	before := map[uint32]bool{}
-	for _, n := range a.lastPlan.Config.Networks {
-		before[n.VNI] = true
-	}
-	changed := 0
-	for _, n := range p.Config.Networks {
-		if !before[n.VNI] {
-			changed++
-		}
-		delete(before, n.VNI)
-	}
-	a.dfChanges.Add(float64(changed + len(before)))
+	a.dfChanges.Add(float64(forwardingChanges(a.lastPlan, p)))
 	a.previous = p.Forwarders
 	a.lastPlan = p
 	a.complete = len(p.Config.Networks) >= would
 	a.mu.Unlock()
 	return p, true
+}
+
+// wouldForward counts the networks self would forward if it were healthy:
+// the yardstick for "a reconcile with all its networks succeeded".
+func wouldForward(st api.PodState, members []gossip.Member, self, pod string) int {
+	asHealthy := make([]gossip.Member, len(members))
+	copy(asHealthy, members)
+	for i := range asHealthy {
+		if asHealthy[i].Name == self {
+			asHealthy[i].Meta.Healthy = true
+		}
+	}
+	n := 0
+	for _, nw := range st.Networks {
+		if df, ok := gossip.DF(nw.VNI, pod, asHealthy); !ok || df.Name == self {
+			n++
+		}
+	}
+	return n
+}
+
+// forwardingChanges counts networks forwarded in one plan and not the other.
+func forwardingChanges(before, after Plan) int {
+	had := map[uint32]bool{}
+	for _, n := range before.Config.Networks {
+		had[n.VNI] = true
+	}
+	changed := 0
+	for _, n := range after.Config.Networks {
+		if !had[n.VNI] {
+			changed++
+		}
+		delete(had, n.VNI)
+	}
+	return changed + len(had)
 }
 
 // setHealthy withdraws this gateway from forwarder election after three

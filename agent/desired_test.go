@@ -172,3 +172,22 @@ func equalConfig(a, b vtep.Config) bool {
 	}
 	return true
 }
+
+func TestForwardingChangesAndWouldForward(t *testing.T) {
+	mk := func(vnis ...uint32) Plan {
+		var p Plan
+		for _, v := range vnis {
+			p.Config.Networks = append(p.Config.Networks, vtep.Network{VNI: v})
+		}
+		return p
+	}
+	if got := forwardingChanges(mk(1, 2, 3), mk(2, 3, 4, 5)); got != 3 {
+		t.Fatalf("changes = %d, want 3 (lost 1, gained 4 and 5)", got)
+	}
+	members := []gossip.Member{member("gw1", "pod1", "198.51.100.11", gossip.StateAlive)}
+	members[0].Meta.Healthy = false // withdrawn: still counts what it would forward
+	st := stateWith(net1)
+	if n := wouldForward(st, members, "gw1", "pod1"); n != 1 {
+		t.Fatalf("would forward %d, want 1", n)
+	}
+}
