@@ -2,7 +2,12 @@ package brain
 
 import (
 	"context"
+	crand "crypto/rand"
 	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/google/uuid"
 
 	"github.com/l2span/l2span/brain/api"
 	"github.com/l2span/l2span/brain/store"
@@ -19,6 +24,9 @@ const (
 	RouteNetwork = "network"
 	RouteSubnet  = "subnet"
 	RoutePort    = "port"
+	// RouteGatewayPort maps a top subnet to the bottom port that holds its
+	// gateway IP in a pod.
+	RouteGatewayPort = "gateway_port"
 )
 
 // bottomChanged enqueues the network's sync job in podID, in the same
@@ -199,4 +207,187 @@ func (s *Service) RetryJob(ctx context.Context, id string) (j api.Job, err error
 func (s *Service) CountJobsByState(ctx context.Context) (m map[string]int, err error) {
 	err = s.read(ctx, func(tx *store.Tx) error { m, err = tx.CountJobsByState(ctx); return err })
 	return m, err
+}
+
+// Kinds of top ports the brain reserves for itself in each pod a network
+// reaches (see ReservePort).
+const (
+	// ReservedDHCP is the pod's DHCP server port: one IP per subnet,
+	// device_owner network:dhcp.
+	ReservedDHCP = "dhcp"
+	// ReservedGateway is the pod's own gateway port of a network with
+	// gateway_per_pod: one IP per subnet that has a gateway, device_owner
+	// network:router_interface_distributed.
+	ReservedGateway = "gateway"
+)
+
+var reservedNS = uuid.MustParse("5b8e2f1c-6c1e-4f0a-9a57-2d7f3c1e0b42")
+
+// ReservedPortID is the id of the top port of kind reserved for
+// networkID in podID: derived from the three, so a job that runs twice (or
+// two replicas) reserve the same port, never two.
+func ReservedPortID(kind, networkID, podID string) string {
+	return uuid.NewSHA1(reservedNS, []byte(kind+"/"+networkID+"/"+podID)).String()
+}
+
+// IsReserved reports whether p is a port the brain reserved for itself in
+// its pod (not a port of a VM or a driver).
+func IsReserved(p api.Port) bool {
+	return p.ID == ReservedPortID(ReservedDHCP, p.NetworkID, p.PodID) || p.ID == ReservedPortID(ReservedGateway, p.NetworkID, p.PodID)
+}
+
+// ReservePort makes sure the top port of kind exists for networkID in
+// podID and holds an IP in each subnet it needs (every subnet for
+// ReservedDHCP; every subnet with a gateway for ReservedGateway), and
+// returns it. IPs are taken from the top of each subnet downward, skipping
+// the network and last addresses, the gateway and every IP a port of the
+// network holds in any pod, in one write transaction: two pods never get
+// the same IP. The MAC is random in fa:16:3e (Neutron's prefix), unique in
+// the network. Called by the sync job itself, it enqueues no job.
+func (s *Service) ReservePort(ctx context.Context, kind, networkID, podID string) (api.Port, error) {
+	owner := map[string]string{ReservedDHCP: "network:dhcp", ReservedGateway: "network:router_interface_distributed"}[kind]
+	if owner == "" {
+		return api.Port{}, invalid("kind", "%q is not dhcp or gateway", kind)
+	}
+	id := ReservedPortID(kind, networkID, podID)
+	var out api.Port
+	err := s.write(ctx, func(tx *store.Tx) error {
+		subs, err := tx.ListSubnets(ctx, store.SubnetFilter{NetworkID: networkID}, store.Page{Limit: 10000})
+		if err != nil {
+			return err
+		}
+		ports, err := tx.ListPorts(ctx, store.PortFilter{NetworkID: networkID}, store.Page{Limit: 100000})
+		if err != nil {
+			return err
+		}
+		used := map[netip.Addr]bool{}
+		var have *api.Port
+		for i, p := range ports.Items {
+			if p.ID == id {
+				have = &ports.Items[i]
+			}
+			for _, ip := range p.IPs {
+				if a, err := netip.ParseAddr(ip); err == nil {
+					used[a] = true
+				}
+			}
+		}
+		p := api.Port{ID: id, NetworkID: networkID, PodID: podID, DeviceOwner: owner, IPs: []string{}, CreatedAt: s.now()}
+		if have != nil {
+			p = *have
+		}
+		var keep []string
+		changed := false
+		for _, sn := range subs.Items {
+			pf, err := netip.ParsePrefix(sn.CIDR)
+			if err != nil || kind == ReservedGateway && sn.GatewayIP == "" {
+				continue
+			}
+			if gw, err := netip.ParseAddr(sn.GatewayIP); err == nil {
+				used[gw] = true
+			}
+			held := ""
+			for _, ip := range p.IPs {
+				if a, err := netip.ParseAddr(ip); err == nil && pf.Contains(a) {
+					held = ip
+				}
+			}
+			if held == "" {
+				a, ok := freeFromTop(pf, used)
+				if !ok {
+					return conflict("ips", "subnet %s (%s) has no free IP for the %s port of pod %s", sn.ID, sn.CIDR, kind, podID)
+				}
+				used[a] = true
+				held, changed = a.String(), true
+			}
+			keep = append(keep, held)
+		}
+		if len(keep) != len(p.IPs) {
+			changed = true // an IP of a deleted subnet goes
+		}
+		p.IPs = keep
+		if p.IPs == nil {
+			p.IPs = []string{}
+		}
+		if have != nil {
+			if changed {
+				tx.Changed(networkID)
+				if err := tx.UpdatePort(ctx, p); err != nil {
+					return err
+				}
+			}
+			out = p
+			return nil
+		}
+		for try := 0; ; try++ {
+			var b [3]byte
+			_, _ = crand.Read(b[:])
+			p.MAC = fmt.Sprintf("fa:16:3e:%02x:%02x:%02x", b[0], b[1], b[2])
+			err := tx.InsertPort(ctx, p)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, store.ErrDuplicate) || try > 5 {
+				return err
+			}
+		}
+		tx.Changed(networkID)
+		out = p
+		return nil
+	})
+	return out, err
+}
+
+// freeFromTop returns the highest address of pf that is neither its first
+// nor its last address nor used.
+func freeFromTop(pf netip.Prefix, used map[netip.Addr]bool) (netip.Addr, bool) {
+	pf = pf.Masked()
+	first, last := pf.Addr(), lastAddr(pf)
+	for a, n := last.Prev(), 0; a.IsValid() && a != first && n < 1<<16; a, n = a.Prev(), n+1 {
+		if !used[a] {
+			return a, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+func lastAddr(pf netip.Prefix) netip.Addr {
+	b := pf.Addr().AsSlice()
+	bits := pf.Bits()
+	for i := range b {
+		for j := 0; j < 8; j++ {
+			if i*8+j >= bits {
+				b[i] |= 0x80 >> j
+			}
+		}
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// DeleteReservedPort removes the top port of kind reserved in podID, if
+// any, and the pod's segment when it was the pod's last port. Called by
+// the sync job once the bottom is torn down, it enqueues no job.
+func (s *Service) DeleteReservedPort(ctx context.Context, kind, networkID, podID string) error {
+	id := ReservedPortID(kind, networkID, podID)
+	return s.write(ctx, func(tx *store.Tx) error {
+		if err := tx.DeletePort(ctx, id); errors.Is(err, store.ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if _, err := tx.GetNetwork(ctx, networkID); err == nil {
+			left, err := tx.CountPorts(ctx, networkID, podID)
+			if err != nil {
+				return err
+			}
+			if left == 0 {
+				if err := tx.DeleteSegment(ctx, networkID, podID); err != nil {
+					return err
+				}
+			}
+		}
+		tx.Changed(networkID)
+		return nil
+	})
 }

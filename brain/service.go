@@ -285,18 +285,34 @@ func (s *Service) DeleteNetwork(ctx context.Context, id string) error {
 		if _, err := tx.GetNetwork(ctx, id); err != nil {
 			return err
 		}
-		n, err := tx.CountPorts(ctx, id, "")
+		// Ports the brain reserved for itself (a pod's DHCP or gateway
+		// port) go with the network; any other port blocks the delete.
+		ports, err := tx.ListPorts(ctx, store.PortFilter{NetworkID: id}, store.Page{Limit: 100000})
 		if err != nil {
 			return err
+		}
+		n := 0
+		for _, p := range ports.Items {
+			if !IsReserved(p) {
+				n++
+			}
 		}
 		if n > 0 {
 			return conflict("id", "network %s still has %d port(s); delete them first", id, n)
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM subnets WHERE network_id = ?`, id); err != nil {
-			return fmt.Errorf("delete subnets of %s: %w", id, err)
-		}
 		if err := s.bottomNetworkChanged(ctx, tx, id); err != nil {
 			return err
+		}
+		for _, p := range ports.Items {
+			if err := tx.DeletePort(ctx, p.ID); err != nil {
+				return err
+			}
+			if err := tx.DeleteSegment(ctx, id, p.PodID); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM subnets WHERE network_id = ?`, id); err != nil {
+			return fmt.Errorf("delete subnets of %s: %w", id, err)
 		}
 		tx.Changed(id)
 		return tx.DeleteNetwork(ctx, id)

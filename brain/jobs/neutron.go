@@ -229,13 +229,14 @@ type neutronPort struct {
 	Name        string           `json:"name"`
 	ProjectID   string           `json:"project_id,omitempty"`
 	NetworkID   string           `json:"network_id"`
-	MAC         string           `json:"mac_address"`
+	MAC         string           `json:"mac_address,omitempty"`
 	DeviceOwner string           `json:"device_owner"`
+	DeviceID    string           `json:"device_id,omitempty"`
 	FixedIPs    []neutronFixedIP `json:"fixed_ips"`
 }
 
 func (p neutronPort) bottom() Port {
-	out := Port{ID: p.ID, Name: p.Name, ProjectID: p.ProjectID, NetworkID: p.NetworkID, MAC: p.MAC, DeviceOwner: p.DeviceOwner}
+	out := Port{ID: p.ID, Name: p.Name, ProjectID: p.ProjectID, NetworkID: p.NetworkID, MAC: p.MAC, DeviceOwner: p.DeviceOwner, DeviceID: p.DeviceID}
 	for _, f := range p.FixedIPs {
 		out.FixedIPs = append(out.FixedIPs, FixedIP(f))
 	}
@@ -261,7 +262,7 @@ func (n *Neutron) ListPorts(ctx context.Context, networkID string) ([]Port, erro
 func (n *Neutron) CreatePorts(ctx context.Context, specs []Port) ([]Port, error) {
 	body := make([]neutronPort, 0, len(specs))
 	for _, p := range specs {
-		np := neutronPort{Name: p.Name, ProjectID: p.ProjectID, NetworkID: p.NetworkID, MAC: p.MAC, DeviceOwner: p.DeviceOwner, FixedIPs: []neutronFixedIP{}}
+		np := neutronPort{Name: p.Name, ProjectID: p.ProjectID, NetworkID: p.NetworkID, MAC: p.MAC, DeviceOwner: p.DeviceOwner, DeviceID: p.DeviceID, FixedIPs: []neutronFixedIP{}}
 		for _, f := range p.FixedIPs {
 			np.FixedIPs = append(np.FixedIPs, neutronFixedIP(f))
 		}

@@ -179,8 +179,10 @@ type nSubnet struct {
 }
 
 type nPort struct {
-	Name     string `json:"name"`
-	MAC      string `json:"mac_address"`
+	Name        string `json:"name"`
+	MAC         string `json:"mac_address"`
+	DeviceOwner string `json:"device_owner"`
+	DeviceID    string `json:"device_id"`
 	FixedIPs []struct {
 		SubnetID string `json:"subnet_id"`
 		IP       string `json:"ip_address"`
@@ -211,6 +213,22 @@ func (w *world) bottom(netID, project string) (nets []nNet, subs []nSubnet, port
 		ports = append(ports, p.Ports...)
 	}
 	return nets, subs, ports
+}
+
+// split sorts a pod's bottom ports: the ports of top ports, the port
+// holding a subnet's gateway IP, the reserved DHCP port.
+func split(ports []nPort) (top []nPort, gw []nPort, dhcp []nPort) {
+	for _, p := range ports {
+		switch {
+		case strings.HasPrefix(p.Name, jobs.GatewayPortPrefix):
+			gw = append(gw, p)
+		case p.DeviceID == jobs.ReservedDHCPDeviceID:
+			dhcp = append(dhcp, p)
+		default:
+			top = append(top, p)
+		}
+	}
+	return top, gw, dhcp
 }
 
 func portsByMAC(ports []nPort) map[string]string {
@@ -255,7 +273,7 @@ func TestNeutronSharedVLAN(t *testing.T) {
 	var ports []nPort
 	for {
 		nets, subs, ports = w.bottom(n.ID, "proj-pod1")
-		if len(nets) == 1 && len(subs) == 1 && len(ports) == 1 {
+		if len(nets) == 1 && len(subs) == 1 && len(ports) == 3 {
 			break
 		}
 		if time.Since(start) > 60*time.Second {
@@ -276,11 +294,15 @@ func TestNeutronSharedVLAN(t *testing.T) {
 	if s := subs[0]; s.CIDR != "10.20.0.0/24" || s.GatewayIP != "10.20.0.1" || !s.EnableDHCP {
 		t.Fatalf("bottom subnet %+v", s)
 	}
-	if p := ports[0]; p.MAC != "fa:16:3e:20:00:0a" || len(p.FixedIPs) != 1 || p.FixedIPs[0].IP != "10.20.0.10" || p.FixedIPs[0].SubnetID != subs[0].ID || p.Name != jobs.NamePrefix+p1.ID {
+	top, gws, dhcps := split(ports)
+	if len(top) != 1 || len(gws) != 1 || len(dhcps) != 1 {
+		t.Fatalf("bottom ports %+v: want the VM's, the gateway's, the DHCP port", ports)
+	}
+	if p := top[0]; p.MAC != "fa:16:3e:20:00:0a" || len(p.FixedIPs) != 1 || p.FixedIPs[0].IP != "10.20.0.10" || p.FixedIPs[0].SubnetID != subs[0].ID || p.Name != jobs.NamePrefix+p1.ID {
 		t.Fatalf("bottom port %+v", p)
 	}
 	routes := mustDo[[]api.Route](t)(w.svc.ListRoutes(ctx, store.RouteFilter{NetworkID: n.ID, PodID: "pod1"}))
-	if len(routes) != 3 {
+	if len(routes) != 5 {
 		t.Fatalf("routes: %+v", routes)
 	}
 	for _, r := range routes {
@@ -298,7 +320,7 @@ func TestNeutronSharedVLAN(t *testing.T) {
 	if c := w.calls.Load() - before; c != 3 {
 		t.Errorf("idempotent re-run took %d Neutron calls, want 3 reads", c)
 	}
-	if nets, subs, ports := w.bottom(n.ID, "proj-pod1"); len(nets) != 1 || len(subs) != 1 || len(ports) != 1 {
+	if nets, subs, ports := w.bottom(n.ID, "proj-pod1"); len(nets) != 1 || len(subs) != 1 || len(ports) != 3 {
 		t.Fatalf("after re-run: %d networks %d subnets %d ports", len(nets), len(subs), len(ports))
 	}
 
@@ -310,7 +332,8 @@ func TestNeutronSharedVLAN(t *testing.T) {
 	w.settle(n.ID, "pod1")
 	w.settle(n.ID, "pod2")
 	_, _, ports = w.bottom(n.ID, "proj-pod1")
-	if got := portsByMAC(ports); len(got) != 2 || got["fa:16:3e:20:00:0b"] != "10.20.0.11" {
+	top1, gw1, dhcp1 := split(ports)
+	if got := portsByMAC(top1); len(got) != 2 || got["fa:16:3e:20:00:0b"] != "10.20.0.11" {
 		t.Fatalf("pod1 ports: %v", got)
 	}
 	nets, subs, ports = w.bottom(n.ID, "proj-pod2")
@@ -322,6 +345,26 @@ func TestNeutronSharedVLAN(t *testing.T) {
 		w.get("networks", url.Values{"name": {jobs.NamePrefix + n.ID}}, &all)
 		t.Fatalf("pod2 bottom: %+v %+v %+v; job %+v; all %v", nets, subs, ports, w.job(n.ID, "pod2"), all.Networks)
 	}
+	// The anycast gateway: in each pod a port holds 10.20.0.1, with a MAC
+	// that pod's Neutron chose. Each pod's DHCP port has its own IP,
+	// allocated at the top, waiting for the pod's DHCP agent.
+	_, gw2, dhcp2 := split(ports)
+	if len(gw1) != 1 || len(gw2) != 1 || gw1[0].FixedIPs[0].IP != "10.20.0.1" || gw2[0].FixedIPs[0].IP != "10.20.0.1" ||
+		gw1[0].DeviceOwner != jobs.GatewayOwner || gw1[0].MAC == "" || gw1[0].MAC == gw2[0].MAC {
+		t.Fatalf("gateway ports pod1 %+v pod2 %+v: want one each holding 10.20.0.1, different MACs", gw1, gw2)
+	}
+	if len(dhcp1) != 1 || len(dhcp2) != 1 || dhcp1[0].DeviceOwner != "network:dhcp" || dhcp2[0].DeviceOwner != "network:dhcp" ||
+		dhcp1[0].FixedIPs[0].IP == dhcp2[0].FixedIPs[0].IP {
+		t.Fatalf("DHCP ports pod1 %+v pod2 %+v: want one each, different IPs", dhcp1, dhcp2)
+	}
+	for pod, d := range map[string]nPort{"pod1": dhcp1[0], "pod2": dhcp2[0]} {
+		tp := mustDo[api.Port](t)(w.svc.GetPort(ctx, brain.ReservedPortID(brain.ReservedDHCP, n.ID, pod)))
+		if tp.IPs[0] != d.FixedIPs[0].IP || tp.MAC != d.MAC {
+			t.Fatalf("%s DHCP port in Neutron %+v, at the top %+v", pod, d, tp)
+		}
+	}
+	t.Logf("pod1: gateway 10.20.0.1 at %s, DHCP %s; pod2: gateway 10.20.0.1 at %s, DHCP %s",
+		gw1[0].MAC, dhcp1[0].FixedIPs[0].IP, gw2[0].MAC, dhcp2[0].FixedIPs[0].IP)
 
 	// Last port of pod1 gone: pod1's bottom network goes, pod2's stays.
 	for _, p := range mustDo[api.List[api.Port]](t)(w.svc.ListPorts(ctx, store.PortFilter{NetworkID: n.ID, PodID: "pod1"}, store.Page{})).Items {
@@ -371,12 +414,12 @@ func TestNeutronVXLANAndMixed(t *testing.T) {
 	w.settle(vx.ID, "pod1")
 	w.settle(mx.ID, "pod1")
 	nets, _, ports := w.bottom(vx.ID, "proj-pod1")
-	if len(nets) != 1 || nets[0].NetworkType != "vxlan" || nets[0].SegmentationID != vx.SegmentationID || len(ports) != 1 {
+	if len(nets) != 1 || nets[0].NetworkType != "vxlan" || nets[0].SegmentationID != vx.SegmentationID || len(ports) != 3 {
 		t.Fatalf("shared_vxlan bottom: %+v (VNI %d)", nets, vx.SegmentationID)
 	}
 	nets, subs, ports := w.bottom(mx.ID, "proj-pod1")
 	if len(nets) != 1 || nets[0].NetworkType != "vxlan" || nets[0].SegmentationID < 5000 || nets[0].SegmentationID > 5999 ||
-		len(subs) != 1 || len(ports) != 1 || ports[0].FixedIPs[0].IP != "10.31.0.5" {
+		len(subs) != 1 || len(ports) != 3 || portsByMAC(ports)["fa:16:3e:30:00:01"] != "10.31.0.5" {
 		t.Fatalf("mixed bottom: %+v %+v %+v", nets, subs, ports)
 	}
 	segs := mustDo[[]api.Segment](t)(w.svc.ListSegments(ctx, mx.ID))
@@ -454,8 +497,8 @@ func TestNeutronWorkerKilledMidJob(t *testing.T) {
 		t.Errorf("attempts %d, want 2", j.Attempts)
 	}
 	nets, subs, ports = w.bottom(n.ID, "proj-pod1")
-	if len(nets) != 1 || len(subs) != 1 || len(ports) != 3 {
-		t.Fatalf("after take-over: %d networks %d subnets %d ports, want 1 1 3", len(nets), len(subs), len(ports))
+	if len(nets) != 1 || len(subs) != 1 || len(ports) != 5 {
+		t.Fatalf("after take-over: %d networks %d subnets %d ports, want 1 1 5 (3 VMs, gateway, DHCP)", len(nets), len(subs), len(ports))
 	}
 	got := portsByMAC(ports)
 	for _, r := range reqs {

@@ -46,10 +46,11 @@ type Subnet struct {
 	EnableDHCP                     bool
 }
 
-// Port is a bottom port with fixed MAC and IPs.
+// Port is a bottom port with fixed IPs; MAC "" on create lets Neutron
+// choose it.
 type Port struct {
 	ID, Name, ProjectID, NetworkID string
-	MAC, DeviceOwner               string
+	MAC, DeviceOwner, DeviceID     string
 	FixedIPs                       []FixedIP
 }
 
@@ -67,6 +68,38 @@ type Bottoms interface {
 const NamePrefix = "l2span-"
 
 func bottomName(topID string) string { return NamePrefix + topID }
+
+// GatewayPortPrefix names the bottom port that holds a subnet's gateway IP
+// in a pod: "l2span-gw-<top subnet id>".
+const GatewayPortPrefix = NamePrefix + "gw-"
+
+// GatewayOwner is the device_owner of the bottom gateway port. It is a
+// plain reserved port, not a network:router_interface_distributed one,
+// because l2span makes no bottom router: a router interface port with no
+// router (device_id "") is one Neutron's L3/DVR code paths do not expect,
+// while a plain port only holds the IP (Neutron hands it to no one else)
+// and the MAC Neutron chose for it in this pod. A bottom router can adopt
+// it later with add_router_interface(port_id), which keeps IP and MAC.
+const GatewayOwner = "l2span:gateway"
+
+// ReservedDHCPDeviceID is Neutron's device_id for a DHCP port that waits
+// for a DHCP agent: the agent that serves the network takes this port
+// (neutron/agent/linux/dhcp.py _setup_reserved_dhcp_port) instead of
+// creating its own, so the pod's DHCP server answers from the IP the brain
+// allocated at the top.
+const ReservedDHCPDeviceID = "reserved_dhcp_port"
+
+// realPorts counts the ports of VMs and drivers, not those the brain
+// reserved for itself.
+func realPorts(ps []api.Port) int {
+	n := 0
+	for _, p := range ps {
+		if !brain.IsReserved(p) {
+			n++
+		}
+	}
+	return n
+}
 
 // NetworkSync is the handler of brain.JobNetworkSync: it makes the bottom
 // network of a top network in one pod match the top, level-triggered. With
@@ -89,7 +122,7 @@ func (h NetworkSync) Run(ctx context.Context, j api.Job) error {
 	if err != nil {
 		return err
 	}
-	if !v.Exists || len(v.Ports) == 0 {
+	if !v.Exists || realPorts(v.Ports) == 0 {
 		return h.teardown(ctx, b, pc, v, j.Resource)
 	}
 	return h.ensure(ctx, b, pc, v)
@@ -98,6 +131,15 @@ func (h NetworkSync) Run(ctx context.Context, j api.Job) error {
 func (h NetworkSync) ensure(ctx context.Context, b Bottom, pc PodConfig, v brain.BottomView) error {
 	n := v.Network
 	pod := v.Pod.ID
+	// The pod's DHCP port: its IPs are allocated at the top, so that no two
+	// pods' DHCP servers share one.
+	if len(v.Subnets) > 0 {
+		dhcp, err := h.Svc.ReservePort(ctx, brain.ReservedDHCP, n.ID, pod)
+		if err != nil {
+			return fmt.Errorf("reserve the DHCP port of pod %s: %w", pod, err)
+		}
+		v.Ports = append(slices.DeleteFunc(v.Ports, func(p api.Port) bool { return p.ID == dhcp.ID }), dhcp)
+	}
 	nets, err := b.FindNetworks(ctx, pc.project(), bottomName(n.ID))
 	if err != nil {
 		return fmt.Errorf("find bottom network: %w", err)
@@ -147,18 +189,28 @@ func (h NetworkSync) ensure(ctx context.Context, b Bottom, pc PodConfig, v brain
 
 	// Ports that are no longer wanted (or differ) go first: they hold IPs
 	// and MACs that the ports to create may need.
-	wantPorts := map[string]api.Port{}
+	// Wanted: the pod's top ports (DHCP included) by name, and per subnet
+	// with a gateway the port holding the gateway IP (any MAC).
+	wantPorts := map[string]func(Port) bool{}
 	for _, p := range v.Ports {
-		wantPorts[bottomName(p.ID)] = p
+		wantPorts[bottomName(p.ID)] = func(b Port) bool { return samePort(b, p) }
+	}
+	for _, s := range v.Subnets {
+		if s.GatewayIP != "" {
+			gw := s.GatewayIP
+			wantPorts[GatewayPortPrefix+s.ID] = func(b Port) bool {
+				return len(b.FixedIPs) == 1 && b.FixedIPs[0].IP == gw
+			}
+		}
 	}
 	portByName := map[string]Port{}
 	for _, p := range havePorts {
-		if !strings.HasPrefix(p.Name, NamePrefix) {
+		if !ours(p) {
 			continue // not ours (a bottom DHCP agent's or router's port)
 		}
-		want, ok := wantPorts[p.Name]
+		match, ok := wantPorts[p.Name]
 		_, dup := portByName[p.Name]
-		if !ok || dup || !samePort(p, want) {
+		if !ok || dup || !match(p) {
 			if err := b.DeletePort(ctx, p.ID); err != nil && !errors.Is(err, ErrNotFound) {
 				return fmt.Errorf("delete bottom port %s: %w", p.ID, err)
 			}
@@ -226,6 +278,11 @@ func (h NetworkSync) ensure(ctx context.Context, b Bottom, pc PodConfig, v brain
 			continue
 		}
 		bp := Port{Name: bottomName(p.ID), ProjectID: pc.project(), NetworkID: net.ID, MAC: p.MAC, DeviceOwner: p.DeviceOwner}
+		if p.ID == brain.ReservedPortID(brain.ReservedDHCP, n.ID, pod) {
+			// The brain's DHCP port of the pod (a DHCP port a caller made
+			// at the top is created as it is).
+			bp.DeviceID = ReservedDHCPDeviceID
+		}
 		for _, ip := range p.IPs {
 			sid, err := subnetFor(ip)
 			if err != nil {
@@ -234,6 +291,22 @@ func (h NetworkSync) ensure(ctx context.Context, b Bottom, pc PodConfig, v brain
 			bp.FixedIPs = append(bp.FixedIPs, FixedIP{SubnetID: sid, IP: ip})
 		}
 		newPorts = append(newPorts, bp)
+	}
+	// The anycast gateway: in each pod a port of its own holds the
+	// subnet's gateway IP, with a MAC this pod's Neutron chooses.
+	for _, s := range v.Subnets {
+		if s.GatewayIP == "" {
+			continue
+		}
+		if _, ok := portByName[GatewayPortPrefix+s.ID]; ok {
+			continue
+		}
+		sid, err := subnetFor(s.GatewayIP)
+		if err != nil {
+			return Permanent(fmt.Errorf("gateway of subnet %s: %w", s.ID, err))
+		}
+		newPorts = append(newPorts, Port{Name: GatewayPortPrefix + s.ID, ProjectID: pc.project(), NetworkID: net.ID,
+			DeviceOwner: GatewayOwner, FixedIPs: []FixedIP{{SubnetID: sid, IP: s.GatewayIP}}})
 	}
 	if len(newPorts) > 0 {
 		made, err := b.CreatePorts(ctx, newPorts)
@@ -249,6 +322,11 @@ func (h NetworkSync) ensure(ctx context.Context, b Bottom, pc PodConfig, v brain
 			routes = append(routes, api.Route{TopID: p.ID, PodID: pod, ResourceType: brain.RoutePort, BottomID: bp.ID, NetworkID: n.ID})
 		}
 	}
+	for _, s := range v.Subnets {
+		if bp, ok := portByName[GatewayPortPrefix+s.ID]; ok {
+			routes = append(routes, api.Route{TopID: s.ID, PodID: pod, ResourceType: brain.RouteGatewayPort, BottomID: bp.ID, NetworkID: n.ID})
+		}
+	}
 
 	// Record the routes; forget those of resources gone from the top.
 	var stale []api.Route
@@ -261,6 +339,12 @@ func (h NetworkSync) ensure(ctx context.Context, b Bottom, pc PodConfig, v brain
 		return err
 	}
 	return h.Svc.PutRoutes(ctx, routes...)
+}
+
+// ours reports whether l2span made a bottom port (by its name), and it is
+// still l2span's: a bottom router that adopted the gateway port owns it now.
+func ours(p Port) bool {
+	return strings.HasPrefix(p.Name, NamePrefix) && !strings.HasPrefix(p.DeviceOwner, "network:router_interface")
 }
 
 // samePort reports whether a bottom port still matches the top port.
@@ -306,7 +390,17 @@ func (h NetworkSync) teardown(ctx context.Context, b Bottom, pc PodConfig, v bra
 			return fmt.Errorf("delete bottom network %s: %w", net.ID, err)
 		}
 	}
-	return h.Svc.DeleteRoutes(ctx, v.Routes...)
+	if err := h.Svc.DeleteRoutes(ctx, v.Routes...); err != nil {
+		return err
+	}
+	// The top ports reserved for the pod go last: their IPs stay taken
+	// until the bottom ports that held them are gone.
+	for _, kind := range []string{brain.ReservedDHCP, brain.ReservedGateway} {
+		if err := h.Svc.DeleteReservedPort(ctx, kind, topID, v.Pod.ID); err != nil {
+			return fmt.Errorf("release the %s port of pod %s: %w", kind, v.Pod.ID, err)
+		}
+	}
+	return nil
 }
 
 // PodConfig is how the brain reaches one pod's Neutron.

@@ -34,6 +34,7 @@ type fakeBottom struct {
 	fail    map[string]error // by method name
 	mixedTo jobs.Network     // segment chosen for a network with no provider attributes
 	asked   []jobs.Network   // CreateNetwork specs as asked
+	macByte byte             // this pod's MACs are fa:16:3e:<macByte>:...
 }
 
 func newFake() *fakeBottom {
@@ -171,7 +172,7 @@ func (f *fakeBottom) CreatePorts(_ context.Context, specs []jobs.Port) ([]jobs.P
 	for _, p := range specs {
 		p.ID = f.id("port")
 		if p.MAC == "" {
-			p.MAC = fmt.Sprintf("fa:16:3e:ff:00:%02x", f.seq)
+			p.MAC = fmt.Sprintf("fa:16:3e:%02x:00:%02x", f.macByte, f.seq)
 		}
 		f.ports[p.ID] = p
 		out = append(out, p)
@@ -229,6 +230,7 @@ type unit struct {
 
 func newUnit(t *testing.T) *unit {
 	u := &unit{t: t, fb: fakeBottoms{"pod1": newFake(), "pod2": newFake()}}
+	u.fb["pod1"].macByte, u.fb["pod2"].macByte = 0xf1, 0xf2
 	u.st = openStore(t, "sqlite://"+filepath.Join(t.TempDir(), "brain.db"))
 	u.svc = brain.NewService(u.st, brain.Config{
 		VLANRanges: []brain.VLANRange{{PhysicalNetwork: "physnet1", Min: 100, Max: 109}},
@@ -297,15 +299,21 @@ func TestSyncCreatePerType(t *testing.T) {
 				t.Fatalf("bottom network asked as %+v, want %q %q %d", spec, tc.wantType, tc.wantPhys, tc.wantSeg)
 			}
 			var subs []jobs.Subnet
-			var ports []jobs.Port
+			var ports, dhcp, gw []jobs.Port
 			for _, s := range f.subs {
 				if s.NetworkID == bn.ID {
 					subs = append(subs, s)
 				}
 			}
 			for _, x := range f.ports {
-				if x.NetworkID == bn.ID && x.Name == jobs.NamePrefix+p.ID {
+				switch {
+				case x.NetworkID != bn.ID:
+				case x.Name == jobs.NamePrefix+p.ID:
 					ports = append(ports, x)
+				case x.DeviceOwner == "network:dhcp":
+					dhcp = append(dhcp, x)
+				case x.DeviceOwner == jobs.GatewayOwner:
+					gw = append(gw, x)
 				}
 			}
 			if len(subs) != 1 || subs[0].CIDR != fmt.Sprintf("10.%d.0.0/24", i+1) || subs[0].GatewayIP != fmt.Sprintf("10.%d.0.1", i+1) || !subs[0].EnableDHCP {
@@ -314,8 +322,17 @@ func TestSyncCreatePerType(t *testing.T) {
 			if len(ports) != 1 || ports[0].MAC != p.MAC || len(ports[0].FixedIPs) != 1 || ports[0].FixedIPs[0] != (jobs.FixedIP{SubnetID: subs[0].ID, IP: p.IPs[0]}) {
 				t.Fatalf("bottom ports %+v", ports)
 			}
+			// The pod's DHCP port: IP allocated at the top (the highest free),
+			// waiting for the pod's DHCP agent; the gateway port: the
+			// subnet's gateway IP, MAC left to the bottom.
+			if len(dhcp) != 1 || dhcp[0].DeviceID != jobs.ReservedDHCPDeviceID || len(dhcp[0].FixedIPs) != 1 || dhcp[0].FixedIPs[0].IP != fmt.Sprintf("10.%d.0.254", i+1) {
+				t.Fatalf("bottom DHCP ports %+v", dhcp)
+			}
+			if len(gw) != 1 || len(gw[0].FixedIPs) != 1 || gw[0].FixedIPs[0].IP != subs[0].GatewayIP || gw[0].Name != jobs.GatewayPortPrefix+subs[0].Name[len(jobs.NamePrefix):] {
+				t.Fatalf("bottom gateway ports %+v", gw)
+			}
 			routes := mustDo[[]api.Route](t)(u.svc.ListRoutes(context.Background(), store.RouteFilter{NetworkID: n.ID, PodID: "pod1"}))
-			if len(routes) != 3 {
+			if len(routes) != 5 { // network, subnet, port, DHCP port, gateway port
 				t.Fatalf("routes %+v", routes)
 			}
 
@@ -427,7 +444,70 @@ func TestSyncBottomErrorRetried(t *testing.T) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if len(f.nets) != 1 || len(f.subs) != 1 || len(f.ports) != 1 {
-		t.Fatalf("after recovery: %d networks %d subnets %d ports, want 1 1 1", len(f.nets), len(f.subs), len(f.ports))
+	if len(f.nets) != 1 || len(f.subs) != 1 || len(f.ports) != 3 {
+		t.Fatalf("after recovery: %d networks %d subnets %d ports, want 1 1 3 (VM, DHCP, gateway)", len(f.nets), len(f.subs), len(f.ports))
+	}
+}
+
+// TestSyncAnycastGatewayAndDHCP: two pods get the same gateway IP, each on
+// a port of its own with its own MAC, and DHCP ports with different IPs,
+// allocated at the top past the IPs ports already hold; the top DHCP ports
+// go with the pods' last ports, and the network can be deleted with them.
+func TestSyncAnycastGatewayAndDHCP(t *testing.T) {
+	u := newUnit(t)
+	ctx := context.Background()
+	n, _ := u.network(api.TypeSharedVXLAN, 1)
+	mustDo[api.Port](t)(u.svc.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: "pod1", MAC: "fa:16:3e:00:01:fe", IPs: []string{"10.1.0.254"}}))
+	mustDo[api.Port](t)(u.svc.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: "pod2", MAC: "fa:16:3e:00:02:01", IPs: []string{"10.1.0.20"}}))
+	u.run(n.ID, "pod1")
+	u.run(n.ID, "pod2")
+	gwMAC, dhcpIP := map[string]string{}, map[string]string{}
+	for pod, f := range u.fb {
+		for _, p := range f.ports {
+			switch p.DeviceOwner {
+			case jobs.GatewayOwner:
+				if p.FixedIPs[0].IP != "10.1.0.1" {
+					t.Fatalf("%s gateway port %+v", pod, p)
+				}
+				gwMAC[pod] = p.MAC
+			case "network:dhcp":
+				dhcpIP[pod] = p.FixedIPs[0].IP
+			}
+		}
+	}
+	if len(gwMAC) != 2 || gwMAC["pod1"] == gwMAC["pod2"] {
+		t.Fatalf("gateway MACs %v: want one per pod, different", gwMAC)
+	}
+	if dhcpIP["pod1"] == dhcpIP["pod2"] || dhcpIP["pod1"] == "10.1.0.254" || dhcpIP["pod2"] == "10.1.0.254" || dhcpIP["pod1"] == "" || dhcpIP["pod2"] == "" {
+		t.Fatalf("DHCP IPs %v: want two different ones, not a port's", dhcpIP)
+	}
+	// The top holds them as ports of the pods (agents see them).
+	for _, pod := range []string{"pod1", "pod2"} {
+		p := mustDo[api.Port](t)(u.svc.GetPort(ctx, brain.ReservedPortID(brain.ReservedDHCP, n.ID, pod)))
+		if p.DeviceOwner != "network:dhcp" || p.PodID != pod || p.IPs[0] != dhcpIP[pod] {
+			t.Fatalf("top DHCP port of %s: %+v", pod, p)
+		}
+	}
+	// Last ports gone: bottoms emptied, top DHCP ports and segments gone.
+	for _, p := range mustDo[api.List[api.Port]](t)(u.svc.ListPorts(ctx, store.PortFilter{NetworkID: n.ID}, store.Page{})).Items {
+		if !brain.IsReserved(p) {
+			if err := u.svc.DeletePort(ctx, p.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The network can be deleted while the reserved ports still exist.
+	if err := u.svc.DeleteNetwork(ctx, n.ID); err != nil {
+		t.Fatalf("delete network with only reserved ports left: %v", err)
+	}
+	u.run(n.ID, "pod1")
+	u.run(n.ID, "pod2")
+	for pod, f := range u.fb {
+		if len(f.nets)+len(f.subs)+len(f.ports) != 0 {
+			t.Fatalf("%s bottom left: %v %v %v", pod, f.nets, f.subs, f.ports)
+		}
+	}
+	if l := mustDo[api.List[api.Port]](t)(u.svc.ListPorts(ctx, store.PortFilter{NetworkID: n.ID}, store.Page{})); len(l.Items) != 0 {
+		t.Fatalf("top ports left: %+v", l.Items)
 	}
 }
