@@ -710,10 +710,10 @@ func (s *Service) insertPort(ctx context.Context, tx *store.Tx, p *api.Port, cac
 		}
 	}
 	if err := tx.InsertPort(ctx, *p); err != nil {
+		if errors.Is(err, store.ErrDuplicateID) {
+			return conflict("id", "port %s already exists", p.ID)
+		}
 		if errors.Is(err, store.ErrDuplicate) {
-			if _, gerr := tx.GetPort(ctx, p.ID); gerr == nil {
-				return conflict("id", "port %s already exists", p.ID)
-			}
 			return conflict("mac", "MAC %s is already used by another port of network %s", p.MAC, pn.net.ID)
 		}
 		return err

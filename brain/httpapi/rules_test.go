@@ -480,3 +480,21 @@ func TestConcurrentPortCreates(t *testing.T) {
 		}
 	})
 }
+
+// A port id given twice is a 409 on the id, not on the MAC, on both stores.
+func TestDuplicatePortID(t *testing.T) {
+	storeKinds(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		c := startBrain(t, url, testConfig, httpapi.Options{}).client
+		threePods(t, c)
+		n := must[api.Network](t)(c.CreateNetwork(ctx, api.NetworkCreate{Name: "n", Type: api.TypeSharedVXLAN}))
+		must[api.Port](t)(c.CreatePort(ctx, api.PortCreate{ID: "neutron-port-1", NetworkID: n.ID, PodID: "pod1", MAC: "fa:16:3e:00:00:01"}))
+		_, err := c.CreatePort(ctx, api.PortCreate{ID: "neutron-port-1", NetworkID: n.ID, PodID: "pod1", MAC: "fa:16:3e:00:00:02"})
+		wantError(t, err, 409, "id")
+		_, err = c.CreatePorts(ctx, []api.PortCreate{
+			{ID: "neutron-port-2", NetworkID: n.ID, PodID: "pod1", MAC: "fa:16:3e:00:00:03"},
+			{ID: "neutron-port-1", NetworkID: n.ID, PodID: "pod1", MAC: "fa:16:3e:00:00:04"},
+		})
+		wantError(t, err, 409, "ports[1].id")
+	})
+}

@@ -460,11 +460,20 @@ func scanPort(s interface{ Scan(...any) error }) (api.Port, error) {
 	return p, err
 }
 
-// InsertPort adds a port; ErrDuplicate for a duplicate id or MAC in the network.
+// ErrDuplicateID is an insert whose primary key exists (a wrapped ErrDuplicate).
+var ErrDuplicateID = fmt.Errorf("%w id", ErrDuplicate)
+
+// InsertPort adds a port; ErrDuplicateID for an existing id, ErrDuplicate for
+// a MAC already in the network.
 func (t *Tx) InsertPort(ctx context.Context, p api.Port) error {
 	_, err := t.Exec(ctx, `INSERT INTO ports (`+portCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		p.ID, p.NetworkID, p.PodID, p.MAC, jsonList(p.IPs), p.DeviceOwner, micros(p.CreatedAt), p.MobilitySeq, boolInt(p.Duplicate))
 	if err != nil {
+		// Which constraint, from the driver's message: a lookup after the
+		// failure would run in an aborted PostgreSQL transaction.
+		if errors.Is(err, ErrDuplicate) && (strings.Contains(err.Error(), "ports.id") || strings.Contains(err.Error(), "ports_pkey")) {
+			return fmt.Errorf("insert port %s: %w: %w", p.ID, ErrDuplicateID, err)
+		}
 		return fmt.Errorf("insert port %s: %w", p.ID, err)
 	}
 	return nil
