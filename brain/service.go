@@ -190,7 +190,7 @@ func (s *Service) ListPods(ctx context.Context, f store.PodFilter, pg store.Page
 
 // CreateNetwork creates a top network and allocates its segmentation id.
 func (s *Service) CreateNetwork(ctx context.Context, req api.NetworkCreate) (api.Network, error) {
-	n := api.Network{ID: uuid.NewString(), Name: req.Name, Type: req.Type, External: req.External, CreatedAt: s.now()}
+	n := api.Network{ID: uuid.NewString(), Name: req.Name, Type: req.Type, External: req.External, GatewayPerPod: req.GatewayPerPod, CreatedAt: s.now()}
 	if len(req.Name) > 255 {
 		return n, invalid("name", "must be at most 255 characters")
 	}
@@ -204,6 +204,9 @@ func (s *Service) CreateNetwork(ctx context.Context, req api.NetworkCreate) (api
 	}
 	if n.External && len(n.AZHints) != 1 {
 		return n, invalid("az_hints", "an external network's az_hints must name exactly one pod id")
+	}
+	if n.GatewayPerPod && (n.External || !drv.multiPod()) {
+		return n, invalid("gateway_per_pod", "a %s network lives in one pod; a gateway per pod needs a network that spans pods", map[bool]string{true: "external", false: n.Type}[n.External])
 	}
 	err := s.write(ctx, func(tx *store.Tx) error {
 		for _, h := range n.AZHints {
@@ -228,6 +231,11 @@ func (s *Service) CreateNetwork(ctx context.Context, req api.NetworkCreate) (api
 		}
 		if err := drv.allocate(ctx, tx, &n, req); err != nil {
 			return err
+		}
+		if n.GatewayPerPod {
+			if err := tx.SetGatewayPerPod(ctx, n.ID, true); err != nil {
+				return err
+			}
 		}
 		if n.SegmentationID != 0 {
 			// Persist the allocated id on the network row.
@@ -254,6 +262,9 @@ func (s *Service) UpdateNetwork(ctx context.Context, id string, u api.NetworkUpd
 	err := s.write(ctx, func(tx *store.Tx) error {
 		n, err := tx.GetNetwork(ctx, id)
 		if err != nil {
+			return err
+		}
+		if n.GatewayPerPod, err = tx.GatewayPerPod(ctx, id); err != nil {
 			return err
 		}
 		if u.AZHints != nil {
@@ -325,6 +336,9 @@ func (s *Service) GetNetwork(ctx context.Context, id string) (n api.Network, err
 		if n, err = tx.GetNetwork(ctx, id); err != nil {
 			return err
 		}
+		if n.GatewayPerPod, err = tx.GatewayPerPod(ctx, id); err != nil {
+			return err
+		}
 		n.Segments, err = tx.Segments(ctx, id)
 		return err
 	})
@@ -339,6 +353,9 @@ func (s *Service) ListNetworks(ctx context.Context, f store.NetworkFilter, pg st
 		}
 		for i := range l.Items {
 			if l.Items[i].Segments, err = tx.Segments(ctx, l.Items[i].ID); err != nil {
+				return err
+			}
+			if l.Items[i].GatewayPerPod, err = tx.GatewayPerPod(ctx, l.Items[i].ID); err != nil {
 				return err
 			}
 		}

@@ -43,9 +43,12 @@ type Network struct {
 	// (shared_vxlan, mixed_vlan_vxlan); 0 for local.
 	SegmentationID int `json:"segmentation_id,omitempty"`
 	// PhysicalNetwork is the physnet a shared_vlan id was allocated on.
-	PhysicalNetwork string    `json:"physical_network,omitempty"`
-	Segments        []Segment `json:"segments,omitempty"`
-	CreatedAt       time.Time `json:"created_at"`
+	PhysicalNetwork string `json:"physical_network,omitempty"`
+	// GatewayPerPod gives each pod its own gateway IP (Tricircle's way)
+	// instead of the same (anycast) gateway IP in every pod.
+	GatewayPerPod bool      `json:"gateway_per_pod,omitempty"`
+	Segments      []Segment `json:"segments,omitempty"`
+	CreatedAt     time.Time `json:"created_at"`
 }
 
 // NetworkCreate is the body of POST /v1/networks.
@@ -57,6 +60,10 @@ type NetworkCreate struct {
 	// SegmentationID requests a specific VLAN id or VNI (admin).
 	SegmentationID  int    `json:"segmentation_id,omitempty"`
 	PhysicalNetwork string `json:"physical_network,omitempty"`
+	// GatewayPerPod: each pod's bottom subnet gets its own gateway IP,
+	// allocated at the top, instead of the subnet's. Not for local or
+	// external networks (one pod); cannot change after create.
+	GatewayPerPod bool `json:"gateway_per_pod,omitempty"`
 }
 
 // NetworkUpdate is the body of PUT /v1/networks/{id}. Only the name may change;

@@ -183,7 +183,7 @@ type nPort struct {
 	MAC         string `json:"mac_address"`
 	DeviceOwner string `json:"device_owner"`
 	DeviceID    string `json:"device_id"`
-	FixedIPs []struct {
+	FixedIPs    []struct {
 		SubnetID string `json:"subnet_id"`
 		IP       string `json:"ip_address"`
 	} `json:"fixed_ips"`
@@ -540,4 +540,61 @@ func (s stallAfterSubnets) CreateSubnets(ctx context.Context, specs []jobs.Subne
 		select {} // hang until SIGKILL
 	}
 	return out, err
+}
+
+// TestNeutronGatewayPerPod: with gateway_per_pod each pod's bottom subnet
+// has its own gateway IP, allocated at the top and held in that pod by a
+// port of its own; no pod uses the subnet's top gateway IP. The option is
+// refused for a network that lives in one pod.
+func TestNeutronGatewayPerPod(t *testing.T) {
+	w := newWorld(t, 330, 7300)
+	ctx := context.Background()
+	if _, err := w.svc.CreateNetwork(ctx, api.NetworkCreate{Name: "one", Type: api.TypeLocal, GatewayPerPod: true}); err == nil || !strings.Contains(err.Error(), "gateway_per_pod") {
+		t.Fatalf("local network with gateway_per_pod: %v, want refused naming gateway_per_pod", err)
+	}
+	n := mustDo[api.Network](t)(w.svc.CreateNetwork(ctx, api.NetworkCreate{Name: "gpp", Type: api.TypeSharedVLAN, GatewayPerPod: true}))
+	if g := mustDo[api.Network](t)(w.svc.GetNetwork(ctx, n.ID)); !g.GatewayPerPod || !n.GatewayPerPod {
+		t.Fatalf("gateway_per_pod not kept: %+v", g)
+	}
+	mustDo[api.Subnet](t)(w.svc.CreateSubnet(ctx, api.Subnet{NetworkID: n.ID, CIDR: "10.50.0.0/24", GatewayIP: "10.50.0.1"}))
+	w.startPool(10 * time.Second)
+	mustDo[[]api.Port](t)(w.svc.CreatePorts(ctx, []api.PortCreate{
+		{NetworkID: n.ID, PodID: "pod1", MAC: "fa:16:3e:50:00:01", IPs: []string{"10.50.0.10"}},
+		{NetworkID: n.ID, PodID: "pod2", MAC: "fa:16:3e:50:00:02", IPs: []string{"10.50.0.11"}},
+	}))
+	gws := map[string]string{}
+	for _, pod := range []string{"pod1", "pod2"} {
+		w.settle(n.ID, pod)
+		_, subs, ports := w.bottom(n.ID, "proj-"+pod)
+		if len(subs) != 1 {
+			t.Fatalf("%s subnets %+v", pod, subs)
+		}
+		gw := subs[0].GatewayIP
+		top := mustDo[api.Port](t)(w.svc.GetPort(ctx, brain.ReservedPortID(brain.ReservedGateway, n.ID, pod)))
+		if gw == "" || gw == "10.50.0.1" || top.IPs[0] != gw {
+			t.Fatalf("%s bottom gateway %q, top gateway port %+v: want the pod's own", pod, gw, top)
+		}
+		holders := 0
+		for _, p := range ports {
+			for _, f := range p.FixedIPs {
+				if f.IP == gw {
+					holders++
+					if p.MAC != top.MAC || p.DeviceOwner != jobs.GatewayOwner {
+						t.Fatalf("%s gateway port %+v, top %+v", pod, p, top)
+					}
+				}
+				if f.IP == "10.50.0.1" {
+					t.Fatalf("%s: port %+v holds the top gateway IP", pod, p)
+				}
+			}
+		}
+		if holders != 1 {
+			t.Fatalf("%s: %d ports hold the gateway %s", pod, holders, gw)
+		}
+		gws[pod] = gw
+	}
+	if gws["pod1"] == gws["pod2"] {
+		t.Fatalf("gateways %v: want one per pod", gws)
+	}
+	t.Logf("gateway per pod: %v", gws)
 }

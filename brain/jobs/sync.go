@@ -140,6 +140,31 @@ func (h NetworkSync) ensure(ctx context.Context, b Bottom, pc PodConfig, v brain
 		}
 		v.Ports = append(slices.DeleteFunc(v.Ports, func(p api.Port) bool { return p.ID == dhcp.ID }), dhcp)
 	}
+	// Each subnet's gateway IP in this pod: the subnet's own (anycast), or
+	// with gateway_per_pod the IP of the pod's reserved gateway port.
+	gwFor := map[string]string{}
+	for _, s := range v.Subnets {
+		gwFor[s.ID] = s.GatewayIP
+	}
+	if n.GatewayPerPod && slices.ContainsFunc(v.Subnets, func(s api.Subnet) bool { return s.GatewayIP != "" }) {
+		gw, err := h.Svc.ReservePort(ctx, brain.ReservedGateway, n.ID, pod)
+		if err != nil {
+			return fmt.Errorf("reserve the gateway port of pod %s: %w", pod, err)
+		}
+		v.Ports = append(slices.DeleteFunc(v.Ports, func(p api.Port) bool { return p.ID == gw.ID }), gw)
+		for _, s := range v.Subnets {
+			gwFor[s.ID] = ""
+			pf, err := netip.ParsePrefix(s.CIDR)
+			if err != nil || s.GatewayIP == "" {
+				continue
+			}
+			for _, ip := range gw.IPs {
+				if a, err := netip.ParseAddr(ip); err == nil && pf.Contains(a) {
+					gwFor[s.ID] = ip
+				}
+			}
+		}
+	}
 	nets, err := b.FindNetworks(ctx, pc.project(), bottomName(n.ID))
 	if err != nil {
 		return fmt.Errorf("find bottom network: %w", err)
@@ -196,7 +221,7 @@ func (h NetworkSync) ensure(ctx context.Context, b Bottom, pc PodConfig, v brain
 		wantPorts[bottomName(p.ID)] = func(b Port) bool { return samePort(b, p) }
 	}
 	for _, s := range v.Subnets {
-		if s.GatewayIP != "" {
+		if s.GatewayIP != "" && !n.GatewayPerPod {
 			gw := s.GatewayIP
 			wantPorts[GatewayPortPrefix+s.ID] = func(b Port) bool {
 				return len(b.FixedIPs) == 1 && b.FixedIPs[0].IP == gw
@@ -242,7 +267,7 @@ func (h NetworkSync) ensure(ctx context.Context, b Bottom, pc PodConfig, v brain
 	for _, s := range v.Subnets {
 		if _, ok := subByName[bottomName(s.ID)]; !ok {
 			newSubs = append(newSubs, Subnet{Name: bottomName(s.ID), ProjectID: pc.project(), NetworkID: net.ID,
-				CIDR: s.CIDR, GatewayIP: s.GatewayIP, EnableDHCP: true})
+				CIDR: s.CIDR, GatewayIP: gwFor[s.ID], EnableDHCP: true})
 		}
 	}
 	if len(newSubs) > 0 {
@@ -278,10 +303,13 @@ func (h NetworkSync) ensure(ctx context.Context, b Bottom, pc PodConfig, v brain
 			continue
 		}
 		bp := Port{Name: bottomName(p.ID), ProjectID: pc.project(), NetworkID: net.ID, MAC: p.MAC, DeviceOwner: p.DeviceOwner}
-		if p.ID == brain.ReservedPortID(brain.ReservedDHCP, n.ID, pod) {
+		switch p.ID {
+		case brain.ReservedPortID(brain.ReservedDHCP, n.ID, pod):
 			// The brain's DHCP port of the pod (a DHCP port a caller made
 			// at the top is created as it is).
 			bp.DeviceID = ReservedDHCPDeviceID
+		case brain.ReservedPortID(brain.ReservedGateway, n.ID, pod):
+			bp.DeviceOwner = GatewayOwner // a plain reserved port, as below
 		}
 		for _, ip := range p.IPs {
 			sid, err := subnetFor(ip)
@@ -295,7 +323,7 @@ func (h NetworkSync) ensure(ctx context.Context, b Bottom, pc PodConfig, v brain
 	// The anycast gateway: in each pod a port of its own holds the
 	// subnet's gateway IP, with a MAC this pod's Neutron chooses.
 	for _, s := range v.Subnets {
-		if s.GatewayIP == "" {
+		if s.GatewayIP == "" || n.GatewayPerPod {
 			continue
 		}
 		if _, ok := portByName[GatewayPortPrefix+s.ID]; ok {

@@ -292,3 +292,26 @@ func (t *Tx) CountJobsByState(ctx context.Context) (map[string]int, error) {
 	}
 	return out, rows.Err()
 }
+
+// SetGatewayPerPod records a network's gateway_per_pod option.
+func (t *Tx) SetGatewayPerPod(ctx context.Context, networkID string, on bool) error {
+	_, err := t.Exec(ctx, `INSERT INTO network_options (network_id, gateway_per_pod) VALUES (?, ?)
+		ON CONFLICT (network_id) DO UPDATE SET gateway_per_pod = excluded.gateway_per_pod`, networkID, boolInt(on))
+	if err != nil {
+		return fmt.Errorf("set gateway_per_pod of %s: %w", networkID, err)
+	}
+	return nil
+}
+
+// GatewayPerPod reads a network's gateway_per_pod option (false when unset).
+func (t *Tx) GatewayPerPod(ctx context.Context, networkID string) (bool, error) {
+	var v int
+	err := t.QueryRow(ctx, `SELECT gateway_per_pod FROM network_options WHERE network_id = ?`, networkID).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("gateway_per_pod of %s: %w", networkID, err)
+	}
+	return v != 0, nil
+}

@@ -131,6 +131,14 @@ CREATE TABLE resource_routes (
 CREATE INDEX resource_routes_network ON resource_routes (network_id, pod_id);
 `,
 	4: `ALTER TABLE gateways ADD COLUMN status TEXT NOT NULL DEFAULT '';`,
+	// Per-network options of the bottom automation (a row only when one is
+	// set): gateway_per_pod gives each pod its own gateway IP.
+	5: `
+CREATE TABLE network_options (
+	network_id      TEXT PRIMARY KEY REFERENCES networks (id) ON DELETE CASCADE,
+	gateway_per_pod INTEGER NOT NULL DEFAULT 0
+);
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
