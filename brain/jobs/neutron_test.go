@@ -598,3 +598,67 @@ func TestNeutronGatewayPerPod(t *testing.T) {
 	}
 	t.Logf("gateway per pod: %v", gws)
 }
+
+// TestNeutronTeardownLeavesForeignPorts: a port someone else put on the
+// bottom network (here a router interface) is never deleted by l2span; the
+// teardown deletes l2span's ports, keeps the subnet and network (Neutron
+// would refuse to delete them), and the job fails at once naming the port
+// instead of retrying forever. Detached, a retry empties Neutron.
+func TestNeutronTeardownLeavesForeignPorts(t *testing.T) {
+	w := newWorld(t, 340, 7400)
+	ctx := context.Background()
+	n := mustDo[api.Network](t)(w.svc.CreateNetwork(ctx, api.NetworkCreate{Name: "rtr", Type: api.TypeSharedVLAN}))
+	mustDo[api.Subnet](t)(w.svc.CreateSubnet(ctx, api.Subnet{NetworkID: n.ID, CIDR: "10.60.0.0/24", GatewayIP: "10.60.0.1"}))
+	w.startPool(10 * time.Second)
+	p := mustDo[api.Port](t)(w.svc.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: "pod1", MAC: "fa:16:3e:60:00:01", IPs: []string{"10.60.0.10"}}))
+	w.settle(n.ID, "pod1")
+	nets, subs, _ := w.bottom(n.ID, "proj-pod1")
+	if len(nets) != 1 || len(subs) != 1 {
+		t.Fatalf("bottom %+v %+v", nets, subs)
+	}
+	var made struct {
+		Port struct {
+			ID string `json:"id"`
+		} `json:"port"`
+	}
+	body := map[string]any{"port": map[string]any{"network_id": nets[0].ID, "project_id": "proj-pod1", "name": "someone-elses",
+		"device_owner": "network:router_interface", "device_id": "router-of-someone",
+		"fixed_ips": []map[string]string{{"subnet_id": subs[0].ID, "ip_address": "10.60.0.3"}}}}
+	if _, err := w.nc.Post(ctx, w.nc.ServiceURL("ports"), body, &made, &gophercloud.RequestOpts{OkCodes: []int{201}}); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := w.svc.DeletePort(ctx, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	var j api.Job
+	for {
+		j = w.job(n.ID, "pod1")
+		if j.State == api.JobFailed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %+v: want failed", j)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if j.NextRunAt != nil || !strings.Contains(j.LastError, made.Port.ID) {
+		t.Fatalf("job %+v: want failed without retry, naming port %s", j, made.Port.ID)
+	}
+	_, subs, ports := w.bottom(n.ID, "proj-pod1")
+	if len(subs) != 1 || len(ports) != 1 || ports[0].Name != "someone-elses" {
+		t.Fatalf("after teardown: subnets %+v ports %+v; want the subnet and only the foreign port", subs, ports)
+	}
+	t.Logf("job kept the network: %s", j.LastError)
+
+	if _, err := w.nc.Delete(ctx, w.nc.ServiceURL("ports", made.Port.ID), nil); err != nil {
+		t.Fatal(err)
+	}
+	mustDo[api.Job](t)(w.svc.RetryJob(ctx, j.ID))
+	w.pool.Wake()
+	w.settle(n.ID, "pod1")
+	if nets, subs, ports := w.bottom(n.ID, "proj-pod1"); len(nets)+len(subs)+len(ports) != 0 {
+		t.Fatalf("after detach and retry: %v %v %v", nets, subs, ports)
+	}
+}

@@ -388,22 +388,43 @@ func samePort(b Port, p api.Port) bool {
 	return true
 }
 
-// teardown deletes the pod's bottom resources of the network: ports, then
-// subnets, then the network; then forgets their routes.
+// teardown deletes the pod's bottom resources of the network that l2span
+// made: its ports (by name), then the subnets, then the network; then
+// forgets their routes and releases the pod's reserved top ports. Ports it
+// did not make are never deleted: a DHCP agent's port goes with the subnet
+// (Neutron deletes it); any other (a router interface, a VM someone booted
+// on the bottom network) keeps the subnets and network in place, and the
+// job fails at once, without retries, naming those ports: it runs again
+// when they are detached and the job is retried, or when the network gets
+// a port in the pod again (which re-adopts the bottom network by name).
 func (h NetworkSync) teardown(ctx context.Context, b Bottom, pc PodConfig, v brain.BottomView, topID string) error {
 	nets, err := b.FindNetworks(ctx, pc.project(), bottomName(topID))
 	if err != nil {
 		return fmt.Errorf("find bottom network: %w", err)
 	}
+	var foreign []string
+	var keptNets []string
 	for _, net := range nets {
 		ports, err := b.ListPorts(ctx, net.ID)
 		if err != nil {
 			return fmt.Errorf("list bottom ports: %w", err)
 		}
+		others := 0
 		for _, p := range ports {
+			if !ours(p) {
+				if p.DeviceOwner != "network:dhcp" {
+					others++
+					foreign = append(foreign, fmt.Sprintf("%s (device_owner %q, device_id %q)", p.ID, p.DeviceOwner, p.DeviceID))
+				}
+				continue
+			}
 			if err := b.DeletePort(ctx, p.ID); err != nil && !errors.Is(err, ErrNotFound) {
 				return fmt.Errorf("delete bottom port %s: %w", p.ID, err)
 			}
+		}
+		if others > 0 {
+			keptNets = append(keptNets, net.ID)
+			continue
 		}
 		subs, err := b.ListSubnets(ctx, net.ID)
 		if err != nil {
@@ -418,7 +439,15 @@ func (h NetworkSync) teardown(ctx context.Context, b Bottom, pc PodConfig, v bra
 			return fmt.Errorf("delete bottom network %s: %w", net.ID, err)
 		}
 	}
-	if err := h.Svc.DeleteRoutes(ctx, v.Routes...); err != nil {
+	// Forget the routes of what is gone: all, or the ports' when the
+	// network stays.
+	gone := v.Routes
+	if len(keptNets) > 0 {
+		gone = slices.DeleteFunc(slices.Clone(v.Routes), func(r api.Route) bool {
+			return r.ResourceType == brain.RouteNetwork || r.ResourceType == brain.RouteSubnet
+		})
+	}
+	if err := h.Svc.DeleteRoutes(ctx, gone...); err != nil {
 		return err
 	}
 	// The top ports reserved for the pod go last: their IPs stay taken
@@ -427,6 +456,10 @@ func (h NetworkSync) teardown(ctx context.Context, b Bottom, pc PodConfig, v bra
 		if err := h.Svc.DeleteReservedPort(ctx, kind, topID, v.Pod.ID); err != nil {
 			return fmt.Errorf("release the %s port of pod %s: %w", kind, v.Pod.ID, err)
 		}
+	}
+	if len(foreign) > 0 {
+		return Permanent(fmt.Errorf("bottom network %s kept: ports not made by l2span are on it: %s; detach or delete them, then retry the job",
+			strings.Join(keptNets, ", "), strings.Join(foreign, ", ")))
 	}
 	return nil
 }

@@ -93,6 +93,14 @@ func (f *fakeBottom) DeleteNetwork(_ context.Context, id string) error {
 			return fmt.Errorf("409 network %s in use by subnet %s", id, s.ID)
 		}
 	}
+	for _, p := range f.ports {
+		if p.NetworkID == id && p.DeviceOwner != "network:dhcp" {
+			return fmt.Errorf("409 network %s in use by port %s", id, p.ID)
+		}
+		if p.NetworkID == id {
+			delete(f.ports, p.ID) // Neutron deletes DHCP ports with the network
+		}
+	}
 	delete(f.nets, id)
 	return nil
 }
@@ -509,5 +517,60 @@ func TestSyncAnycastGatewayAndDHCP(t *testing.T) {
 	}
 	if l := mustDo[api.List[api.Port]](t)(u.svc.ListPorts(ctx, store.PortFilter{NetworkID: n.ID}, store.Page{})); len(l.Items) != 0 {
 		t.Fatalf("top ports left: %+v", l.Items)
+	}
+}
+
+// TestSyncTeardownLeavesForeignPorts: teardown deletes only the ports
+// l2span made. A DHCP agent's port does not hold the teardown up (Neutron
+// removes it); a router interface someone attached keeps the subnet and
+// network, and the job fails at once (no retry loop) naming that port.
+// Once it is detached, a retry finishes the teardown.
+func TestSyncTeardownLeavesForeignPorts(t *testing.T) {
+	u := newUnit(t)
+	ctx := context.Background()
+	f := u.fb["pod1"]
+	n, p := u.network(api.TypeSharedVXLAN, 1)
+	u.run(n.ID, "pod1")
+	var bnet, bsub string
+	for id := range f.nets {
+		bnet = id
+	}
+	for id := range f.subs {
+		bsub = id
+	}
+	f.ports["agent-dhcp"] = jobs.Port{ID: "agent-dhcp", NetworkID: bnet, DeviceOwner: "network:dhcp", DeviceID: "dhcpabc-" + bnet, FixedIPs: []jobs.FixedIP{{SubnetID: bsub, IP: "10.1.0.2"}}}
+	f.ports["rtr-if"] = jobs.Port{ID: "rtr-if", NetworkID: bnet, DeviceOwner: "network:router_interface", DeviceID: "router-1", FixedIPs: []jobs.FixedIP{{SubnetID: bsub, IP: "10.1.0.3"}}}
+	if err := u.svc.DeletePort(ctx, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	err := u.h.Run(ctx, api.Job{Type: brain.JobNetworkSync, Resource: n.ID, PodID: "pod1"})
+	if err == nil || !jobs.IsPermanent(err) || !strings.Contains(err.Error(), "rtr-if") || strings.Contains(err.Error(), "agent-dhcp") {
+		t.Fatalf("teardown with a router interface: %v, want a permanent error naming rtr-if only", err)
+	}
+	var left []string
+	for id := range f.ports {
+		left = append(left, id)
+	}
+	slices.Sort(left)
+	if !slices.Equal(left, []string{"agent-dhcp", "rtr-if"}) || len(f.nets) != 1 || len(f.subs) != 1 {
+		t.Fatalf("after teardown: ports %v, %d networks, %d subnets; want only the foreign ports, the subnet and the network", left, len(f.nets), len(f.subs))
+	}
+	for _, c := range f.calls() {
+		if strings.HasPrefix(c, "DeletePort agent-dhcp") || strings.HasPrefix(c, "DeletePort rtr-if") {
+			t.Fatalf("deleted a port l2span did not make: %s", c)
+		}
+	}
+	// The pod's reserved DHCP port and segment are released all the same.
+	if _, err := u.svc.GetPort(ctx, brain.ReservedPortID(brain.ReservedDHCP, n.ID, "pod1")); err == nil {
+		t.Fatal("top DHCP port of pod1 kept")
+	}
+	// Detached: the retry finishes; the agent's DHCP port goes with the network.
+	delete(f.ports, "rtr-if")
+	u.run(n.ID, "pod1")
+	if len(f.nets)+len(f.subs)+len(f.ports) != 0 {
+		t.Fatalf("after detach and retry: %v %v %v", f.nets, f.subs, f.ports)
+	}
+	if r := mustDo[[]api.Route](t)(u.svc.ListRoutes(ctx, store.RouteFilter{NetworkID: n.ID})); len(r) != 0 {
+		t.Fatalf("routes left: %+v", r)
 	}
 }
