@@ -924,6 +924,7 @@ func (s *Service) movePort(ctx context.Context, tx *store.Tx, p *api.Port, to st
 // GetPort returns a port.
 func (s *Service) GetPort(ctx context.Context, id string) (p api.Port, err error) {
 	err = s.read(ctx, func(tx *store.Tx) error { p, err = tx.GetPort(ctx, id); return err })
+	p.Reserved = IsReserved(p)
 	return p, err
 }
 
@@ -941,6 +942,9 @@ func (s *Service) ListPorts(ctx context.Context, f store.PortFilter, pg store.Pa
 		}
 	}
 	err = s.read(ctx, func(tx *store.Tx) error { l, err = tx.ListPorts(ctx, f, pg); return err })
+	for i := range l.Items {
+		l.Items[i].Reserved = IsReserved(l.Items[i])
+	}
 	return l, err
 }
 

@@ -115,7 +115,10 @@ type Port struct {
 	MobilitySeq int64 `json:"mobility_seq"`
 	// Duplicate is set when the MAC moved too often (active in two pods at
 	// once); the port is frozen at its last good placement until cleared.
-	Duplicate bool      `json:"duplicate,omitempty"`
+	Duplicate bool `json:"duplicate,omitempty"`
+	// Reserved marks a port the brain holds for itself in its pod (the
+	// pod's DHCP or gateway port): not a driver's to sync or delete.
+	Reserved  bool      `json:"reserved,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
 

@@ -144,3 +144,37 @@ func TestJobsMetric(t *testing.T) {
 		}
 	})
 }
+
+// Ports the brain reserves for a pod (its DHCP port) are flagged so that
+// drivers syncing from Neutron leave them alone.
+func TestReservedPortsFlagged(t *testing.T) {
+	storeKinds(t, func(t *testing.T, url string) {
+		ctx := context.Background()
+		b := startBrain(t, url, testConfig, httpapi.Options{})
+		threePods(t, b.client)
+		n := must[api.Network](t)(b.client.CreateNetwork(ctx, api.NetworkCreate{Name: "n", Type: api.TypeSharedVXLAN}))
+		must[api.Subnet](t)(b.client.CreateSubnet(ctx, api.Subnet{NetworkID: n.ID, CIDR: "203.0.113.0/24", GatewayIP: "203.0.113.1"}))
+		vm := must[api.Port](t)(b.client.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: "pod1", MAC: "fa:16:3e:00:00:01"}))
+		dhcp, err := b.svc.ReservePort(ctx, brain.ReservedDHCP, n.ID, "pod1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := must[api.Port](t)(b.client.GetPort(ctx, dhcp.ID))
+		if !got.Reserved || got.DeviceOwner != "network:dhcp" {
+			t.Fatalf("reserved DHCP port: %+v", got)
+		}
+		if p := must[api.Port](t)(b.client.GetPort(ctx, vm.ID)); p.Reserved {
+			t.Fatalf("a VM port flagged reserved: %+v", p)
+		}
+		l := must[api.List[api.Port]](t)(b.client.ListPorts(ctx, api.ListOptions{Filters: map[string]string{"network_id": n.ID}}))
+		reserved := 0
+		for _, p := range l.Items {
+			if p.Reserved {
+				reserved++
+			}
+		}
+		if len(l.Items) != 2 || reserved != 1 {
+			t.Fatalf("list: %d ports, %d reserved", len(l.Items), reserved)
+		}
+	})
+}

@@ -668,7 +668,9 @@ class L2spanMechanismDriver(api.MechanismDriver):
         have_ports = {p['id']: p for p in self.client.list_all('/v1/ports')
                       if p['network_id'] in by_bid}
         for pid, p in have_ports.items():
-            if p.get('device_owner') == LEARNED_OWNER:
+            # Learned by gateways, or reserved by the brain for a pod's own
+            # DHCP/gateway port: not Neutron's, never deleted by the sync.
+            if p.get('device_owner') == LEARNED_OWNER or p.get('reserved'):
                 continue
             if pid not in want_ports:
                 run(PORT, pid, {}, None, 'deleted')
