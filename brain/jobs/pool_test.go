@@ -316,10 +316,11 @@ func TestRetryBackoffAndGiveUp(t *testing.T) {
 		mu.Lock()
 		gaps := []time.Duration{at[1].Sub(at[0]), at[2].Sub(at[1]), at[3].Sub(at[2])}
 		mu.Unlock()
-		// 40, 80, 160 ms with ±20% jitter.
+		// 40, 80, 160 ms with ±20% jitter: never earlier than that. The
+		// ceiling is loose: a loaded CI machine delays timers, not the rule.
 		for i, want := range []time.Duration{40, 80, 160} {
 			want *= time.Millisecond
-			if gaps[i] < want*8/10 || gaps[i] > want*3 {
+			if gaps[i] < want*8/10 || gaps[i] > want+2*time.Second {
 				t.Fatalf("retry %d after %s, want about %s (gaps %v)", i+1, gaps[i], want, gaps)
 			}
 		}

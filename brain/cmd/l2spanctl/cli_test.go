@@ -453,7 +453,13 @@ func TestStateWatch(t *testing.T) {
 			// A broken stream is resumed from the last revision.
 			b.srv.CloseClientConnections()
 			waitFor(t, &errb, "reconnecting from revision")
-			if _, err := b.client.CreatePort(context.Background(), api.PortCreate{NetworkID: n.ID, PodID: "pod2", MAC: "fa:16:3e:00:00:05", IPs: []string{}}); err != nil {
+			// A fresh client: the cut also killed the test client's kept-alive
+			// connections, and a POST is not retried on one (EOF).
+			fresh, err := api.NewClient(b.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fresh.CreatePort(context.Background(), api.PortCreate{NetworkID: n.ID, PodID: "pod2", MAC: "fa:16:3e:00:00:05", IPs: []string{}}); err != nil {
 				t.Fatal(err)
 			}
 			waitFor(t, &out, "fa:16:3e:00:00:05")
