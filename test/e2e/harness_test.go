@@ -129,15 +129,16 @@ func (p *proc) restart() {
 
 // lab is a rig of pods with a brain on the underlay and one agent per gateway.
 type lab struct {
-	bpffs  string
-	t      testing.TB
-	rig    *netns.Rig
-	bin    string
-	brain  *proc
-	client *api.Client
-	agents map[string]*proc // by gateway id
-	gws    map[string]*netns.Gateway
-	seeds  []string
+	bpffs     string
+	transport *http.Transport
+	t         testing.TB
+	rig       *netns.Rig
+	bin       string
+	brain     *proc
+	client    *api.Client
+	agents    map[string]*proc // by gateway id
+	gws       map[string]*netns.Gateway
+	seeds     []string
 }
 
 const brainAddr = "198.51.100.1"
@@ -171,7 +172,8 @@ func newLab(t testing.TB) *lab {
 	l.brain = startProc(t, l.rig.Underlay, "brain", l.bin+"/l2span-brain", "--listen", brainAddr+":9696",
 		"--store", "sqlite://"+filepath.Join(dir, "brain.db"), "--vni-ranges", "4000:4999", "--poll-interval", "50ms")
 	// The test reaches the brain from inside the underlay namespace.
-	l.client, err = api.NewClient("http://"+brainAddr+":9696", api.WithTransport(nsTransport(l.rig.Underlay)))
+	l.transport = nsTransport(l.rig.Underlay)
+	l.client, err = api.NewClient("http://"+brainAddr+":9696", api.WithTransport(l.transport))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,6 +198,9 @@ func nsTransport(ns *netns.NS) *http.Transport {
 
 func (l *lab) waitBrain() {
 	l.t.Helper()
+	// Connections kept alive to a brain that was killed are dead; a POST
+	// would not be retried on one.
+	l.transport.CloseIdleConnections()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		_, err := l.client.ListPods(context.Background(), api.ListOptions{Limit: 1})
