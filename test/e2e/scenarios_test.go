@@ -271,10 +271,9 @@ func TestKernelDriftRepairedAtOnce(t *testing.T) {
 	s.createPorts(t)
 	pingAll(t, s.vms, 10*time.Second)
 	gw, vni, mac := s.gws[0], s.net.SegmentationID, s.ports[1].MAC
+	// The agent may put it back before any check here could see it gone:
+	// the drift counter below is the proof that it was missing and repaired.
 	gw.MustExec("bridge", "fdb", "del", mac, "dev", fmt.Sprintf("l2sv%d", vni), "dst", s.gws[1].VTEP.String(), "self")
-	if _, err := fdbDst(gw, vni, mac); err == nil {
-		t.Fatal("entry still there after bridge fdb del")
-	}
 	eventually(t, 10*time.Second, "deleted fdb entry restored", func() error {
 		_, err := fdbDst(gw, vni, mac)
 		return err

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -31,7 +32,8 @@ func TestBottomJobsThroughBinary(t *testing.T) {
 	if _, err := c.CreatePod(ctx, api.Pod{ID: "pod1", AZ: "az1"}); err != nil {
 		t.Fatal(err)
 	}
-	n, err := c.CreateNetwork(ctx, api.NetworkCreate{Name: "bin", Type: api.TypeSharedVXLAN, SegmentationID: 5777})
+	// A VNI no earlier run left in the shared Neutron (tests may repeat).
+	n, err := c.CreateNetwork(ctx, api.NetworkCreate{Name: "bin", Type: api.TypeSharedVXLAN, SegmentationID: 100000 + rand.IntN(800000)})
 	if err != nil {
 		t.Fatal(err)
 	}
