@@ -96,7 +96,7 @@ func BuildPlan(in PlanInput) Plan {
 		for _, pod := range n.RemotePods {
 			key := ForwarderKey{n.VNI, pod}
 			addr := netip.Addr{}
-			if df, ok := gossip.DF(n.VNI, pod, in.Members); ok && df.Meta.VTEP.IsValid() {
+			if df, ok := remoteDF(n.VNI, pod, in.Members); ok && df.Meta.VTEP.IsValid() {
 				addr = df.Meta.VTEP
 			} else {
 				p.Unreachable[n.VNI] = append(p.Unreachable[n.VNI], pod)
@@ -137,6 +137,25 @@ func BuildPlan(in PlanInput) Plan {
 	}
 	p.Config = p.Config.Normalize()
 	return p
+}
+
+// remoteDF is the gateway of a remote pod to send a network's traffic to:
+// its designated forwarder, or, when every live gateway of that pod has
+// withdrawn as unhealthy, the one the hashing would pick among them. An
+// unhealthy gateway steps aside for a healthy one; with none, it is still
+// the best target (one broken network must not blackhole the pod's others).
+func remoteDF(vni uint32, pod string, members []gossip.Member) (gossip.Member, bool) {
+	if df, ok := gossip.DF(vni, pod, members); ok {
+		return df, true
+	}
+	var live []gossip.Member
+	for _, m := range members {
+		if m.Meta.Pod == pod && m.Live() && m.MetaErr == nil {
+			m.Meta.Healthy = true
+			live = append(live, m)
+		}
+	}
+	return gossip.DF(vni, pod, live)
 }
 
 // isolation builds the eBPF attachment of one network's local interface.

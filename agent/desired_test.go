@@ -191,3 +191,27 @@ func TestForwardingChangesAndWouldForward(t *testing.T) {
 		t.Fatalf("would forward %d, want 1", n)
 	}
 }
+
+// A remote pod whose only live gateway withdrew as unhealthy is still sent
+// to (rather than dropped); a healthy gateway there is preferred.
+func TestRemoteUnhealthyGatewayStillTargeted(t *testing.T) {
+	sick := member("gw2", "pod2", "198.51.100.12", gossip.StateAlive)
+	sick.Meta.Healthy = false
+	in := PlanInput{State: stateWith(net1), Members: []gossip.Member{member("gw1", "pod1", "198.51.100.11", gossip.StateAlive), sick},
+		Self: "gw1", PodID: "pod1", PopulateMACs: true}
+	p := BuildPlan(in)
+	if got := p.Forwarders[ForwarderKey{4000, "pod2"}]; got.String() != "198.51.100.12" {
+		t.Fatalf("pod2 with only an unhealthy gateway: forwarder %v", got)
+	}
+	in.Members = append(in.Members, member("gw2b", "pod2", "198.51.100.22", gossip.StateAlive))
+	p = BuildPlan(in)
+	if got := p.Forwarders[ForwarderKey{4000, "pod2"}]; got.String() != "198.51.100.22" {
+		t.Fatalf("a healthy gateway must be preferred: %v", got)
+	}
+	// A dead one is not targeted by this rule (the last-forwarder rule covers it).
+	dead := member("gw2", "pod2", "198.51.100.12", gossip.StateDead)
+	in.Members = []gossip.Member{in.Members[0], dead}
+	if p := BuildPlan(in); p.Forwarders[ForwarderKey{4000, "pod2"}].IsValid() {
+		t.Fatal("targeted a dead gateway without memory of it")
+	}
+}

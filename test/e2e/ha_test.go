@@ -225,10 +225,19 @@ func TestGatewayFailover(t *testing.T) {
 	})
 }
 
-// killHost makes a gateway host look dead on the wire: its underlay and
-// segment links go down.
+// killHost makes a gateway host look dead: its underlay and segment links
+// go down and its l2span devices vanish, as a crashed host that reboots
+// loses them. (A host whose agent alone died keeps bridging: see
+// docs/ha.md.)
 func killHost(t testing.TB, gw *netns.Gateway, vni int) {
 	t.Helper()
+	for _, name := range []string{fmt.Sprintf("l2sv%d", vni), fmt.Sprintf("l2sb%d", vni)} {
+		if link, err := gw.Handle().LinkByName(name); err == nil {
+			if err := gw.Handle().LinkDel(link); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	for _, name := range []string{gw.UnderlayDev, fmt.Sprintf("seg%d", vni)} {
 		if link, err := gw.Handle().LinkByName(name); err == nil {
 			if err := gw.Handle().LinkSetDown(link); err != nil {

@@ -217,8 +217,11 @@ func TestLocalNetworkStaysInPod(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 10*time.Second, "spanned network programmed", func() error {
-		_, err := fdbDst(gw1, vx.SegmentationID, "fa:16:3e:00:01:01")
+	eventually(t, 10*time.Second, "spanned network programmed in both pods", func() error {
+		if _, err := fdbDst(gw1, vx.SegmentationID, "fa:16:3e:00:01:01"); err != nil {
+			return err
+		}
+		_, err := fdbDst(gw2, vx.SegmentationID, "fa:16:3e:00:01:00")
 		return err
 	})
 	for _, gw := range []*netns.Gateway{gw1, gw2} {
