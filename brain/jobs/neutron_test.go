@@ -97,9 +97,21 @@ type world struct {
 	pool  *jobs.Pool
 }
 
+var (
+	worldRunsMu sync.Mutex
+	worldRuns   = map[string]int{}
+)
+
 // newWorld opens a brain on SQLite with VLAN ids vlanMin.. and VNIs
 // vniMin.. (distinct per test: the Neutron is shared), pods pod1 and pod2.
 func newWorld(t *testing.T, vlanMin, vniMin int) *world {
+	// A repeated run (-count) must not meet its earlier run's bottom
+	// networks in the shared Neutron: shift the ranges per repetition.
+	worldRunsMu.Lock()
+	k := worldRuns[t.Name()]
+	worldRuns[t.Name()]++
+	worldRunsMu.Unlock()
+	vlanMin, vniMin = vlanMin+500*k, vniMin+100000*k
 	srv := neutrontest.Shared(t)
 	w := &world{t: t, srv: srv, nc: srv.Client(), url: "sqlite://" + filepath.Join(t.TempDir(), "brain.db")}
 	w.st = openStore(t, w.url)
