@@ -48,7 +48,9 @@ in_ns ul ip link set lo up
 in_ns ul ip link add br0 type bridge
 in_ns ul ip addr add 198.51.100.1/24 dev br0
 in_ns ul ip link set br0 up
-in_ns ul "$BIN/l2span-brain" --listen 198.51.100.1:9696 --store "sqlite://$WORK/brain.db" >"$WORK/brain.log" 2>&1 &
+# Daemons start with `ip netns exec` itself (not through in_ns), so that $!
+# is the daemon's PID (ip execs into it) and the teardown can stop it.
+ip netns exec $P-ul "$BIN/l2span-brain" --listen 198.51.100.1:9696 --store "sqlite://$WORK/brain.db" >"$WORK/brain.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do ctl pod list >/dev/null 2>&1 && break; sleep 0.1; done
 ctl pod list >/dev/null
@@ -88,7 +90,7 @@ for i in 1 2; do
 	in_ns p$i-vm ip addr add 203.0.113.1$i/24 dev eth0
 	in_ns p$i-vm ip addr add 2001:db8::1$i/64 dev eth0 nodad
 	# the agent
-	in_ns p$i-gw "$BIN/l2span-agent" --pod pod$i --gateway-id pod$i-gw --brain-url http://198.51.100.1:9696 \
+	ip netns exec $P-p$i-gw "$BIN/l2span-agent" --pod pod$i --gateway-id pod$i-gw --brain-url http://198.51.100.1:9696 \
 		--vtep 198.51.100.1$i --underlay-dev ul0 --gossip-bind 198.51.100.1$i:7946 \
 		--gossip-seeds 198.51.100.11:7946,198.51.100.12:7946 --local-interface 'seg{vni}' \
 		--state-dir "$WORK/agent$i" --metrics-listen 127.0.0.1:9697 --bpf-pin-dir "$WORK/bpffs/agent$i" \
