@@ -68,6 +68,17 @@ func (e *env) api() (*api.Client, error) {
 // by the setup that returned it.
 type runFunc func(e *env, args []string) error
 
+// withAPI adapts a command body that talks to the brain: it gets the client.
+func withAPI(fn func(e *env, c *api.Client, args []string) error) runFunc {
+	return func(e *env, args []string) error {
+		c, err := e.api()
+		if err != nil {
+			return err
+		}
+		return fn(e, c, args)
+	}
+}
+
 // command is one leaf command, e.g. "pod create".
 type command struct {
 	name    string

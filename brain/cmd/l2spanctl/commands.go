@@ -72,11 +72,7 @@ func podCommands() []*command {
 			name: "list", args: "[--az AZ]", summary: "list pods", maxArgs: 0,
 			setup: func(fs *flag.FlagSet) runFunc {
 				az := fs.String("az", "", "only pods in availability `ZONE`")
-				return func(e *env, _ []string) error {
-					c, err := e.api()
-					if err != nil {
-						return err
-					}
+				return withAPI(func(e *env, c *api.Client, _ []string) error {
 					pods, err := api.ListAll(e.ctx, c.ListPods, filters("az", *az))
 					if err != nil {
 						return err
@@ -87,17 +83,13 @@ func podCommands() []*command {
 							t.row(p.ID, p.AZ, p.Region, p.DVRBaseMAC, p.NeutronURL, fmtTime(p.CreatedAt))
 						}
 					})
-				}
+				})
 			},
 		},
 		{
 			name: "show", args: "ID", summary: "show a pod and its gateways", minArgs: 1, maxArgs: 1,
 			setup: func(fs *flag.FlagSet) runFunc {
-				return func(e *env, args []string) error {
-					c, err := e.api()
-					if err != nil {
-						return err
-					}
+				return withAPI(func(e *env, c *api.Client, args []string) error {
 					p, err := c.GetPod(e.ctx, args[0])
 					if err != nil {
 						return err
@@ -122,22 +114,18 @@ func podCommands() []*command {
 						t.flush()
 					}
 					return t.err
-				}
+				})
 			},
 		},
 		{
 			name: "delete", args: "ID", summary: "delete a pod", minArgs: 1, maxArgs: 1,
 			setup: func(fs *flag.FlagSet) runFunc {
-				return func(e *env, args []string) error {
-					c, err := e.api()
-					if err != nil {
-						return err
-					}
+				return withAPI(func(e *env, c *api.Client, args []string) error {
 					if err := c.DeletePod(e.ctx, args[0]); err != nil {
 						return err
 					}
 					return e.done("pod %s deleted", args[0])
-				}
+				})
 			},
 		},
 	}
@@ -192,11 +180,7 @@ func networkCommands() []*command {
 			setup: func(fs *flag.FlagSet) runFunc {
 				typ := fs.String("type", "", "only networks of `TYPE`")
 				name := fs.String("name", "", "only networks named `NAME`")
-				return func(e *env, _ []string) error {
-					c, err := e.api()
-					if err != nil {
-						return err
-					}
+				return withAPI(func(e *env, c *api.Client, _ []string) error {
 					nets, err := api.ListAll(e.ctx, c.ListNetworks, filters("type", *typ, "name", *name))
 					if err != nil {
 						return err
@@ -208,17 +192,13 @@ func networkCommands() []*command {
 								yesNo(n.External), strings.Join(segmentPods(n.Segments), ","), fmtTime(n.CreatedAt))
 						}
 					})
-				}
+				})
 			},
 		},
 		{
 			name: "show", args: "ID|NAME", summary: "show a network and its span: one row per pod segment, with the pod's port count and designated forwarder (as elected from the gateways' last reports; remote pods flood to it)", minArgs: 1, maxArgs: 1,
 			setup: func(fs *flag.FlagSet) runFunc {
-				return func(e *env, args []string) error {
-					c, err := e.api()
-					if err != nil {
-						return err
-					}
+				return withAPI(func(e *env, c *api.Client, args []string) error {
 					n, err := resolveNetwork(e.ctx, c, args[0])
 					if err != nil {
 						return err
@@ -227,33 +207,25 @@ func networkCommands() []*command {
 						return e.json(n)
 					}
 					return showNetwork(e, c, n)
-				}
+				})
 			},
 		},
 		{
 			name: "macs", args: "ID|NAME", summary: "the network's MAC table across pods: where each MAC is, its mobility sequence, duplicates", minArgs: 1, maxArgs: 1,
 			setup: func(fs *flag.FlagSet) runFunc {
-				return func(e *env, args []string) error {
-					c, err := e.api()
-					if err != nil {
-						return err
-					}
+				return withAPI(func(e *env, c *api.Client, args []string) error {
 					n, err := resolveNetwork(e.ctx, c, args[0])
 					if err != nil {
 						return err
 					}
 					return networkMACs(e, c, n)
-				}
+				})
 			},
 		},
 		{
 			name: "delete", args: "ID|NAME", summary: "delete a network without ports (its subnets and segments go with it)", minArgs: 1, maxArgs: 1,
 			setup: func(fs *flag.FlagSet) runFunc {
-				return func(e *env, args []string) error {
-					c, err := e.api()
-					if err != nil {
-						return err
-					}
+				return withAPI(func(e *env, c *api.Client, args []string) error {
 					n, err := resolveNetwork(e.ctx, c, args[0])
 					if err != nil {
 						return err
@@ -262,17 +234,13 @@ func networkCommands() []*command {
 						return err
 					}
 					return e.done("network %s (%s) deleted", n.ID, n.Name)
-				}
+				})
 			},
 		},
 		{
 			name: "rename", args: "ID|NAME NEW_NAME", summary: "rename a network", minArgs: 2, maxArgs: 2,
 			setup: func(fs *flag.FlagSet) runFunc {
-				return func(e *env, args []string) error {
-					c, err := e.api()
-					if err != nil {
-						return err
-					}
+				return withAPI(func(e *env, c *api.Client, args []string) error {
 					n, err := resolveNetwork(e.ctx, c, args[0])
 					if err != nil {
 						return err
@@ -282,7 +250,7 @@ func networkCommands() []*command {
 						return err
 					}
 					return e.show(out, func(t *table) { networkFields(t, out) })
-				}
+				})
 			},
 		},
 		{
@@ -554,11 +522,7 @@ func subnetCommands() []*command {
 			name: "list", args: "[--network NETWORK]", summary: "list subnets", maxArgs: 0,
 			setup: func(fs *flag.FlagSet) runFunc {
 				network := fs.String("network", "", "only subnets of `NETWORK` (id or name)")
-				return func(e *env, _ []string) error {
-					c, err := e.api()
-					if err != nil {
-						return err
-					}
+				return withAPI(func(e *env, c *api.Client, _ []string) error {
 					nid, err := networkID(e.ctx, c, *network)
 					if err != nil {
 						return err
@@ -573,38 +537,30 @@ func subnetCommands() []*command {
 							t.row(s.ID, s.NetworkID, s.CIDR, s.GatewayIP, fmtTime(s.CreatedAt))
 						}
 					})
-				}
+				})
 			},
 		},
 		{
 			name: "show", args: "ID", summary: "show a subnet", minArgs: 1, maxArgs: 1,
 			setup: func(fs *flag.FlagSet) runFunc {
-				return func(e *env, args []string) error {
-					c, err := e.api()
-					if err != nil {
-						return err
-					}
+				return withAPI(func(e *env, c *api.Client, args []string) error {
 					s, err := c.GetSubnet(e.ctx, args[0])
 					if err != nil {
 						return err
 					}
 					return e.show(s, func(t *table) { subnetFields(t, s) })
-				}
+				})
 			},
 		},
 		{
 			name: "delete", args: "ID", summary: "delete a subnet", minArgs: 1, maxArgs: 1,
 			setup: func(fs *flag.FlagSet) runFunc {
-				return func(e *env, args []string) error {
-					c, err := e.api()
-					if err != nil {
-						return err
-					}
+				return withAPI(func(e *env, c *api.Client, args []string) error {
 					if err := c.DeleteSubnet(e.ctx, args[0]); err != nil {
 						return err
 					}
 					return e.done("subnet %s deleted", args[0])
-				}
+				})
 			},
 		},
 	}
@@ -661,11 +617,7 @@ func portCommands() []*command {
 				network := fs.String("network", "", "only ports of `NETWORK` (id or name)")
 				pod := fs.String("pod", "", "only ports bound in `POD`")
 				mac := fs.String("mac", "", "only ports with `MAC`")
-				return func(e *env, _ []string) error {
-					c, err := e.api()
-					if err != nil {
-						return err
-					}
+				return withAPI(func(e *env, c *api.Client, _ []string) error {
 					nid, err := networkID(e.ctx, c, *network)
 					if err != nil {
 						return err
@@ -680,38 +632,30 @@ func portCommands() []*command {
 							t.row(p.ID, p.NetworkID, p.PodID, p.MAC, strings.Join(p.IPs, ","), p.DeviceOwner, fmtTime(p.CreatedAt))
 						}
 					})
-				}
+				})
 			},
 		},
 		{
 			name: "show", args: "ID", summary: "show a port", minArgs: 1, maxArgs: 1,
 			setup: func(fs *flag.FlagSet) runFunc {
-				return func(e *env, args []string) error {
-					c, err := e.api()
-					if err != nil {
-						return err
-					}
+				return withAPI(func(e *env, c *api.Client, args []string) error {
 					p, err := c.GetPort(e.ctx, args[0])
 					if err != nil {
 						return err
 					}
 					return e.show(p, func(t *table) { portFields(t, p) })
-				}
+				})
 			},
 		},
 		{
 			name: "delete", args: "ID", summary: "delete a port", minArgs: 1, maxArgs: 1,
 			setup: func(fs *flag.FlagSet) runFunc {
-				return func(e *env, args []string) error {
-					c, err := e.api()
-					if err != nil {
-						return err
-					}
+				return withAPI(func(e *env, c *api.Client, args []string) error {
 					if err := c.DeletePort(e.ctx, args[0]); err != nil {
 						return err
 					}
 					return e.done("port %s deleted", args[0])
-				}
+				})
 			},
 		},
 	}
@@ -735,27 +679,19 @@ func gatewayCommands() []*command {
 			name: "list", args: "[--pod POD]", summary: "list gateways", maxArgs: 0,
 			setup: func(fs *flag.FlagSet) runFunc {
 				pod := fs.String("pod", "", "only gateways of `POD`")
-				return func(e *env, _ []string) error {
-					c, err := e.api()
-					if err != nil {
-						return err
-					}
+				return withAPI(func(e *env, c *api.Client, _ []string) error {
 					gws, err := api.ListAll(e.ctx, c.ListGateways, filters("pod_id", *pod))
 					if err != nil {
 						return err
 					}
 					return list(e, gws, func(t *table) { gatewayRows(t, gws) })
-				}
+				})
 			},
 		},
 		{
 			name: "show", args: "ID", summary: "show a gateway", minArgs: 1, maxArgs: 1,
 			setup: func(fs *flag.FlagSet) runFunc {
-				return func(e *env, args []string) error {
-					c, err := e.api()
-					if err != nil {
-						return err
-					}
+				return withAPI(func(e *env, c *api.Client, args []string) error {
 					g, err := getGateway(e.ctx, c, args[0])
 					if err != nil {
 						return err
@@ -788,7 +724,7 @@ func gatewayCommands() []*command {
 							}
 						}
 					})
-				}
+				})
 			},
 		},
 	}
@@ -894,11 +830,7 @@ func jobCommands() []*command {
 				state := fs.String("state", "", "only jobs in `STATE` (new, running, success, failed)")
 				pod := fs.String("pod", "", "only jobs of `POD`")
 				typ := fs.String("type", "", "only jobs of `TYPE`")
-				return func(e *env, _ []string) error {
-					c, err := e.api()
-					if err != nil {
-						return err
-					}
+				return withAPI(func(e *env, c *api.Client, _ []string) error {
 					jobs, err := api.ListAll(e.ctx, c.ListJobs, api.ListOptions{Filters: map[string]string{"state": *state, "pod_id": *pod, "type": *typ}})
 					if err != nil {
 						return err
@@ -913,39 +845,31 @@ func jobCommands() []*command {
 							t.row(j.ID, j.Type, j.Resource, j.PodID, j.State, fmt.Sprint(j.Attempts), next, oneLine(j.LastError))
 						}
 					})
-				}
+				})
 			},
 		},
 		{
 			name: "show", args: "ID", summary: "show a job", minArgs: 1, maxArgs: 1,
 			setup: func(fs *flag.FlagSet) runFunc {
-				return func(e *env, args []string) error {
-					c, err := e.api()
-					if err != nil {
-						return err
-					}
+				return withAPI(func(e *env, c *api.Client, args []string) error {
 					j, err := c.GetJob(e.ctx, args[0])
 					if err != nil {
 						return err
 					}
 					return e.show(j, func(t *table) { jobFields(t, j) })
-				}
+				})
 			},
 		},
 		{
 			name: "retry", args: "ID", summary: "run a job again now (after a failure, or to repair drift)", minArgs: 1, maxArgs: 1,
 			setup: func(fs *flag.FlagSet) runFunc {
-				return func(e *env, args []string) error {
-					c, err := e.api()
-					if err != nil {
-						return err
-					}
+				return withAPI(func(e *env, c *api.Client, args []string) error {
 					j, err := c.RetryJob(e.ctx, args[0])
 					if err != nil {
 						return err
 					}
 					return e.show(j, func(t *table) { jobFields(t, j) })
-				}
+				})
 			},
 		},
 	}
@@ -987,11 +911,7 @@ func stateCommand() *command {
 		setup: func(fs *flag.FlagSet) runFunc {
 			watch := fs.Bool("watch", false, "stream changes until interrupted")
 			since := fs.Int64("since", 0, "with --watch: start after this `REVISION` (0: from a snapshot)")
-			return func(e *env, args []string) error {
-				c, err := e.api()
-				if err != nil {
-					return err
-				}
+			return withAPI(func(e *env, c *api.Client, args []string) error {
 				if !*watch {
 					st, err := c.PodState(e.ctx, args[0])
 					if err != nil {
@@ -1003,7 +923,7 @@ func stateCommand() *command {
 					return writeState(e.out, st)
 				}
 				return watchState(e, c, args[0], *since)
-			}
+			})
 		},
 	}
 }
