@@ -266,22 +266,7 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() error) {
 
 // fdbDst returns the VTEP a MAC points to on the gateway's VXLAN device of vni.
 func fdbDst(gw *netns.Gateway, vni int, mac string) (netip.Addr, error) {
-	h := gw.Handle()
-	link, err := h.LinkByName(fmt.Sprintf("l2sv%d", vni))
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	neighs, err := h.NeighList(link.Attrs().Index, syscall.AF_BRIDGE)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	for _, n := range neighs {
-		if n.HardwareAddr.String() == mac && n.Flags&netlink.NTF_SELF != 0 && n.IP != nil {
-			a, _ := netip.AddrFromSlice(n.IP)
-			return a.Unmap(), nil
-		}
-	}
-	return netip.Addr{}, fmt.Errorf("no fdb entry for %s on l2sv%d in %s", mac, vni, gw.Name())
+	return netns.FDBDst(gw.NS, fmt.Sprintf("l2sv%d", vni), mac)
 }
 
 func pingAll(t *testing.T, vms []*netns.VM, within time.Duration) {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -77,21 +76,7 @@ func proxyIntoNetns(t *testing.T, ns *netns.NS, addr, target string) {
 
 // fdbTo returns the VTEP the FDB entry of mac points at on l2sv<vni>.
 func fdbTo(gw *netns.Gateway, vni int, mac string) (netip.Addr, error) {
-	link, err := gw.Handle().LinkByName(fmt.Sprintf("l2sv%d", vni))
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	neighs, err := gw.Handle().NeighList(link.Attrs().Index, syscall.AF_BRIDGE)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	for _, n := range neighs {
-		if strings.EqualFold(n.HardwareAddr.String(), mac) && n.Flags&netlink.NTF_SELF != 0 && n.IP != nil {
-			a, _ := netip.AddrFromSlice(n.IP)
-			return a.Unmap(), nil
-		}
-	}
-	return netip.Addr{}, fmt.Errorf("no fdb entry for %s", mac)
+	return netns.FDBDst(gw.NS, fmt.Sprintf("l2sv%d", vni), mac)
 }
 
 // TestNeutronPortReachesRemoteGateway: a port created through Neutron's API
