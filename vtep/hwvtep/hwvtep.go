@@ -242,16 +242,18 @@ func ParseLocalInterface(s string) (port string, vlan int, err error) {
 func (b *Backend) Set(ctx context.Context, cfg vtep.Config) (vtep.Result, error) {
 	b.setMu.Lock()
 	defer b.setMu.Unlock()
-	cfg = cfg.Normalize()
-	var p *plan
-	b.cli.Read(func(st *ovsdb.State) {
-		p = makePlan(st, b.opts, cfg)
-	})
-	res, err := b.apply(ctx, p, b.transact, true)
+	res, err := b.apply(ctx, b.plan(cfg), b.transact, true)
 	if err != nil {
 		b.log.Warn("set incomplete", "err", err)
 	}
 	return res, err
+}
+
+// plan diffs cfg against the cache; the caller holds setMu.
+func (b *Backend) plan(cfg vtep.Config) *plan {
+	var p *plan
+	b.cli.Read(func(st *ovsdb.State) { p = makePlan(st, b.opts, cfg.Normalize()) })
+	return p
 }
 
 // Check reports what Set(cfg) would change without writing: the same plan,
@@ -259,11 +261,7 @@ func (b *Backend) Set(ctx context.Context, cfg vtep.Config) (vtep.Result, error)
 func (b *Backend) Check(ctx context.Context, cfg vtep.Config) (vtep.Result, error) {
 	b.setMu.Lock()
 	defer b.setMu.Unlock()
-	cfg = cfg.Normalize()
-	var p *plan
-	b.cli.Read(func(st *ovsdb.State) {
-		p = makePlan(st, b.opts, cfg)
-	})
+	p := b.plan(cfg)
 	n := 0
 	pretend := func(_ context.Context, ops []lo.Operation) ([]lo.OperationResult, error) {
 		out := make([]lo.OperationResult, len(ops))
