@@ -46,6 +46,7 @@
 package hwvtep
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -74,6 +75,10 @@ const NamePrefix = "l2s-"
 // DefaultBatchSize is the number of rows written per transaction.
 const DefaultBatchSize = 1000
 
+// DefaultPipelineDepth is how many independent MAC batches may be in
+// flight at once.
+const DefaultPipelineDepth = 2
+
 const (
 	maxVNI     = 1<<24 - 1
 	unknownDst = "unknown-dst"
@@ -97,6 +102,9 @@ type Options struct {
 	// BatchSize is the number of rows per transaction; 0 means
 	// DefaultBatchSize.
 	BatchSize int
+	// PipelineDepth is how many independent MAC batches may be in flight
+	// at once; 0 means DefaultPipelineDepth, 1 sends one at a time.
+	PipelineDepth int
 }
 
 // LocalMAC is a MAC the switch learned on its own ports (Ucast_Macs_Local)
@@ -131,6 +139,9 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = DefaultBatchSize
+	}
+	if opts.PipelineDepth <= 0 {
+		opts.PipelineDepth = DefaultPipelineDepth
 	}
 	log := opts.Logger
 	if log == nil {
@@ -274,6 +285,24 @@ func (b *Backend) Check(ctx context.Context, cfg vtep.Config) (vtep.Result, erro
 	return b.apply(ctx, p, pretend, false)
 }
 
+// batchCounts is what one MAC batch adds to a Result once committed.
+type batchCounts struct{ adds, removes, nbrAdds, nbrDels int }
+
+func (c batchCounts) addTo(r *vtep.Result) {
+	r.Added.MACs += c.adds
+	r.Removed.MACs += c.removes
+	r.Added.Neighbors += c.nbrAdds
+	r.Removed.Neighbors += c.nbrDels
+}
+
+// pendingTxn is a MAC batch in flight.
+type pendingTxn struct {
+	ops    []lo.Operation
+	counts batchCounts
+	done   chan struct{}
+	err    error
+}
+
 // transact sends one transaction and counts it.
 func (b *Backend) transact(ctx context.Context, ops []lo.Operation) ([]lo.OperationResult, error) {
 	b.txns.Add(1)
@@ -308,16 +337,56 @@ func (b *Backend) apply(ctx context.Context, p *plan, transact func(context.Cont
 		res.Removed.Flood += p.struct_.removedFlood
 	}
 
-	// 2. MAC inserts and updates in batches.
+	// 2. MAC inserts and updates in batches. A batch that only inserts
+	// MACs pointing at locators already in the database is independent
+	// of every other such batch, so up to pipelineDepth of them are in
+	// flight at once: the server commits one while this side encodes the
+	// next and the cache takes the last one's update. A batch that inserts
+	// a locator (later batches need its UUID), moves or deletes a MAC (it
+	// may let the server collect a locator) goes alone, after the window
+	// has drained.
 	var batch []lo.Operation
 	var named map[string]int // locator key -> op index of its insert in batch
-	var batchAdds, batchRemoves, batchNbrAdd, batchNbrDel int
+	var counts batchCounts
+	alone := false // the batch must not overlap with others
 	rows := 0
+	var window []*pendingTxn
+	var windowErr error
+	settle := func(keep int) {
+		for len(window) > keep {
+			t := window[0]
+			window = window[1:]
+			<-t.done
+			if t.err != nil {
+				windowErr = cmp.Or(windowErr, t.err)
+				continue
+			}
+			t.counts.addTo(&res)
+		}
+	}
 	flush := func() error {
 		if len(batch) == 0 {
-			return nil
+			return windowErr
 		}
 		wrote = true
+		if !alone && b.opts.PipelineDepth > 1 {
+			settle(b.opts.PipelineDepth - 1)
+			if windowErr != nil {
+				return windowErr
+			}
+			t := &pendingTxn{ops: batch, counts: counts, done: make(chan struct{})}
+			go func() {
+				defer close(t.done)
+				_, t.err = transact(ctx, t.ops)
+			}()
+			window = append(window, t)
+			batch, named, rows, counts = nil, nil, 0, batchCounts{}
+			return nil
+		}
+		settle(0)
+		if windowErr != nil {
+			return windowErr
+		}
 		results, err := transact(ctx, batch)
 		if err != nil {
 			return err
@@ -330,12 +399,8 @@ func (b *Backend) apply(ctx context.Context, p *plan, transact func(context.Cont
 				l.uuid = "" // garbage-collected by the server at commit
 			}
 		}
-		res.Added.MACs += batchAdds
-		res.Removed.MACs += batchRemoves
-		res.Added.Neighbors += batchNbrAdd
-		res.Removed.Neighbors += batchNbrDel
-		batch, named, rows = batch[:0], nil, 0
-		batchAdds, batchRemoves, batchNbrAdd, batchNbrDel = 0, 0, 0, 0
+		counts.addTo(&res)
+		batch, named, rows, counts, alone = batch[:0], nil, 0, batchCounts{}, false
 		return nil
 	}
 	locRef := func(key string) (string, error) {
@@ -361,6 +426,7 @@ func (b *Backend) apply(ctx context.Context, p *plan, transact func(context.Cont
 			return "", err
 		}
 		named[key] = len(batch) - 1
+		alone = true
 		return name, nil
 	}
 	for _, w := range p.macWrites {
@@ -387,18 +453,19 @@ func (b *Backend) apply(ctx context.Context, p *plan, transact func(context.Cont
 				old.refs--
 			}
 			batch, err = ovsdb.UpdateUcastMacsRemoteOps(batch, row)
-			batchRemoves++
+			counts.removes++
+			alone = true
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("vni %d: %w", w.vni, err))
 			continue
 		}
-		batchAdds++
+		counts.adds++
 		if w.ip != "" && w.ip != w.oldIP {
-			batchNbrAdd++
+			counts.nbrAdds++
 		}
 		if w.oldIP != "" && w.ip != w.oldIP {
-			batchNbrDel++
+			counts.nbrDels++
 		}
 		rows++
 		if rows >= b.opts.BatchSize {
@@ -421,9 +488,10 @@ func (b *Backend) apply(ctx context.Context, p *plan, transact func(context.Cont
 		if l := p.locs[d.locator]; l != nil {
 			l.refs--
 		}
-		batchRemoves++
+		alone = true
+		counts.removes++
 		if d.ip != "" {
-			batchNbrDel++
+			counts.nbrDels++
 		}
 		rows++
 		if rows >= b.opts.BatchSize {
@@ -433,8 +501,10 @@ func (b *Backend) apply(ctx context.Context, p *plan, transact func(context.Cont
 			}
 		}
 	}
-	if err := flush(); err != nil {
-		errs = append(errs, fmt.Errorf("mac delete batch: %w", err))
+	err := flush()
+	settle(0)
+	if err = cmp.Or(err, windowErr); err != nil {
+		errs = append(errs, fmt.Errorf("mac batch: %w", err))
 		return res, errors.Join(errs...)
 	}
 

@@ -453,6 +453,61 @@ func TestBatching(t *testing.T) {
 	checkView(t, srv, "ls l2s-5 key=5 oc=l2span-vni=5", "mcast l2s-5 unknown-dst -> 192.0.2.1", "locators 192.0.2.1")
 }
 
+// TestPipelinedBatches drives a change that mixes pure inserts (sent
+// several at a time), a new locator, moves and deletes (each sent alone)
+// through small batches, and checks the database row by row, the counts,
+// and that nothing is left to do — with the window and without it.
+func TestPipelinedBatches(t *testing.T) {
+	vtepD := netip.MustParseAddr("192.0.2.4")
+	vteps := []netip.Addr{vtepA, vtepB, vtepC}
+	first := vtep.Config{Networks: []vtep.Network{{VNI: 7, Flood: []netip.Addr{vtepA}}}}
+	for i := range 300 {
+		first.Networks[0].MACs = append(first.Networks[0].MACs, vtep.MACEntry{MAC: mac(i), VTEP: vteps[i%3]})
+	}
+	// Then: MACs 0-49 deleted, 50-99 moved to the next VTEP, 300-599 new
+	// (every tenth of them behind a fourth VTEP, which needs a locator).
+	second := vtep.Config{Networks: []vtep.Network{{VNI: 7, Flood: []netip.Addr{vtepA}}}}
+	var want []string
+	for i := 50; i < 600; i++ {
+		to := vteps[i%3]
+		switch {
+		case i < 100:
+			to = vteps[(i+1)%3]
+		case i >= 300 && i%10 == 0:
+			to = vtepD
+		}
+		second.Networks[0].MACs = append(second.Networks[0].MACs, vtep.MACEntry{MAC: mac(i), VTEP: to})
+		want = append(want, fmt.Sprintf("ucast l2s-7 %s -> %s ip=", mac(i), to))
+	}
+	want = append(want, "ls l2s-7 key=7 oc=l2span-vni=7", "mcast l2s-7 unknown-dst -> 192.0.2.1",
+		"locators 192.0.2.1,192.0.2.2,192.0.2.3,192.0.2.4")
+
+	for _, depth := range []int{1, 3} {
+		t.Run(fmt.Sprintf("depth%d", depth), func(t *testing.T) {
+			srv := ovsdbtest.Start(t, ovsdbtest.VTEPSchema)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			b, err := New(ctx, Options{Endpoint: srv.Endpoint(), PhysicalSwitch: "sw0", Logger: testLogger(t), BatchSize: 10, PipelineDepth: depth})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			if res := set(t, b, first); res.Added.MACs != 300 {
+				t.Fatalf("first: %+v", res)
+			}
+			res := set(t, b, second)
+			if res.Added.MACs != 350 || res.Removed.MACs != 100 {
+				t.Errorf("second: added %d removed %d MACs, want 350 and 100", res.Added.MACs, res.Removed.MACs)
+			}
+			checkView(t, srv, want...)
+			n := b.Transactions()
+			if res := set(t, b, second); res != (vtep.Result{}) || b.Transactions() != n {
+				t.Errorf("not converged: %+v, %d more transactions", res, b.Transactions()-n)
+			}
+		})
+	}
+}
+
 func TestServerRestart(t *testing.T) {
 	srv := ovsdbtest.Start(t, ovsdbtest.VTEPSchema)
 	b := startBackend(t, srv, 2)
