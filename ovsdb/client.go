@@ -70,6 +70,7 @@ type Client struct {
 	connected chan struct{} // closed while conn != nil
 	gen       uint64        // connections made so far
 	closed    bool
+	lastErr   error // why the last connection attempt failed
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -218,6 +219,12 @@ func (c *Client) waitConn(ctx context.Context) (*conn, error) {
 		select {
 		case <-ch:
 		case <-ctx.Done():
+			c.mu.Lock()
+			last := c.lastErr
+			c.mu.Unlock()
+			if last != nil {
+				return nil, fmt.Errorf("%w (last attempt: %w): %w", ErrNotConnected, last, context.Cause(ctx))
+			}
 			return nil, fmt.Errorf("%w: %w", ErrNotConnected, context.Cause(ctx))
 		}
 	}
@@ -231,6 +238,9 @@ func (c *Client) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		c.mu.Lock()
+		c.lastErr = err
+		c.mu.Unlock()
 		if err != nil {
 			c.log.Warn("ovsdb session ended", "err", err, "retry_in", backoff)
 		}

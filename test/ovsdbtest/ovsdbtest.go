@@ -46,6 +46,10 @@ type Server struct {
 	log    string
 	server string
 
+	// Args are extra ovsdb-server arguments (more remotes, SSL files),
+	// used from the next Begin.
+	Args []string
+
 	mu  sync.Mutex
 	cmd *exec.Cmd
 }
@@ -53,6 +57,12 @@ type Server struct {
 // Start creates a database from schema and starts a server on it; it is
 // stopped at t's cleanup.
 func Start(t testing.TB, schema string) *Server {
+	t.Helper()
+	return StartWith(t, schema)
+}
+
+// StartWith is Start with extra ovsdb-server arguments.
+func StartWith(t testing.TB, schema string, args ...string) *Server {
 	t.Helper()
 	s, err := New(t.TempDir(), schema)
 	if errors.Is(err, exec.ErrNotFound) {
@@ -64,6 +74,7 @@ func Start(t testing.TB, schema string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.Args = args
 	t.Cleanup(func() {
 		if err := s.Stop(); err != nil {
 			t.Error(err)
@@ -128,13 +139,14 @@ func (s *Server) Begin() error {
 		return errors.New("ovsdbtest: already running")
 	}
 	_ = os.Remove(s.sock)
-	cmd := exec.Command(s.server, s.db,
-		"--remote=punix:"+s.sock,
-		"--unixctl="+s.ctl,
-		"--log-file="+s.log,
+	args := []string{s.db,
+		"--remote=punix:" + s.sock,
+		"--unixctl=" + s.ctl,
+		"--log-file=" + s.log,
 		"--no-chdir",
 		"-vconsole:off",
-	)
+	}
+	cmd := exec.Command(s.server, append(args, s.Args...)...)
 	cmd.Env = append(os.Environ(), "OVS_RUNDIR="+s.dir, "OVS_DBDIR="+s.dir, "OVS_LOGDIR="+s.dir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
