@@ -155,6 +155,13 @@ func (c *Client) Read(fn func(*State)) {
 	fn(snapshot(last.cache))
 }
 
+// Connected says whether the client has a live connection now.
+func (c *Client) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn != nil
+}
+
 // Generation is the number of connections made so far; it changes when the
 // client reconnects.
 func (c *Client) Generation() uint64 {

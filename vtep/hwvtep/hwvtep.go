@@ -59,6 +59,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/l2span/l2span/ovsdb"
 	"github.com/l2span/l2span/vtep"
@@ -78,6 +79,10 @@ const DefaultBatchSize = 1000
 // DefaultPipelineDepth is how many independent MAC batches may be in
 // flight at once.
 const DefaultPipelineDepth = 2
+
+// barrierTimeout bounds the wait for the cache before a plan: a server
+// that stopped answering must not hold Set up for its whole deadline.
+const barrierTimeout = 5 * time.Second
 
 const (
 	maxVNI     = 1<<24 - 1
@@ -253,15 +258,25 @@ func ParseLocalInterface(s string) (port string, vlan int, err error) {
 func (b *Backend) Set(ctx context.Context, cfg vtep.Config) (vtep.Result, error) {
 	b.setMu.Lock()
 	defer b.setMu.Unlock()
-	res, err := b.apply(ctx, b.plan(cfg), b.transact, true)
+	res, err := b.apply(ctx, b.plan(ctx, cfg), b.transact, true)
 	if err != nil {
 		b.log.Warn("set incomplete", "err", err)
 	}
 	return res, err
 }
 
-// plan diffs cfg against the cache; the caller holds setMu.
-func (b *Backend) plan(cfg vtep.Config) *plan {
+// plan diffs cfg against the cache; the caller holds setMu. While the
+// server is reachable the cache is first brought up to every change
+// committed before the call (by the switch or anyone else); while it is
+// not, the plan is made from the last state seen.
+func (b *Backend) plan(ctx context.Context, cfg vtep.Config) *plan {
+	if b.cli.Connected() {
+		bctx, cancel := context.WithTimeout(ctx, barrierTimeout)
+		if err := b.cli.Barrier(bctx); err != nil {
+			b.log.Debug("plan without barrier", "err", err)
+		}
+		cancel()
+	}
 	var p *plan
 	b.cli.Read(func(st *ovsdb.State) { p = makePlan(st, b.opts, cfg.Normalize()) })
 	return p
@@ -272,7 +287,7 @@ func (b *Backend) plan(cfg vtep.Config) *plan {
 func (b *Backend) Check(ctx context.Context, cfg vtep.Config) (vtep.Result, error) {
 	b.setMu.Lock()
 	defer b.setMu.Unlock()
-	p := b.plan(cfg)
+	p := b.plan(ctx, cfg)
 	n := 0
 	pretend := func(_ context.Context, ops []lo.Operation) ([]lo.OperationResult, error) {
 		out := make([]lo.OperationResult, len(ops))
