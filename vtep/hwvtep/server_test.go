@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -555,5 +556,41 @@ func TestServerRestart(t *testing.T) {
 	n = b.Transactions()
 	if res := set(t, b, cfg); res != (vtep.Result{}) || b.Transactions() != n {
 		t.Errorf("not converged: %+v", res)
+	}
+}
+
+// TestReconnectsLeakNothing restarts the server under the backend five
+// times: every reconnect replaces a libovsdb client, and the old one's
+// goroutines must end with it; Close ends the rest.
+func TestReconnectsLeakNothing(t *testing.T) {
+	srv := ovsdbtest.Start(t, ovsdbtest.VTEPSchema)
+	before := runtime.NumGoroutine()
+	b := startBackend(t, srv, 0)
+	set(t, b, baseConfig())
+	connected := runtime.NumGoroutine()
+	for range 5 {
+		gen := b.cli.Generation()
+		if err := srv.Restart(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, func() bool { return b.cli.Generation() > gen })
+	}
+	set(t, b, baseConfig())
+	settles := func(limit int) bool {
+		deadline := time.Now().Add(5 * time.Second)
+		for runtime.NumGoroutine() > limit {
+			if time.Now().After(deadline) {
+				return false
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		return true
+	}
+	if !settles(connected) {
+		t.Errorf("%d goroutines after 5 reconnects, %d before them", runtime.NumGoroutine(), connected)
+	}
+	b.Close()
+	if !settles(before) {
+		t.Errorf("%d goroutines after Close, %d before the backend", runtime.NumGoroutine(), before)
 	}
 }
