@@ -16,7 +16,7 @@ section "agent HA: kill -9 of a pod's designated forwarder -> first reply throug
 bench -bench Failover -benchtime 10x ./test/e2e/
 section "vtep/linux: 100k remote MACs into one gateway, l2span vs bridge -batch of the same entries"
 bench -bench Program100k -benchtime 3x ./vtep/linux/
-section "hwvtep: 50k Ucast_Macs_Remote by the backend vs one raw JSON-RPC transact of the same rows (floor), peak memory"
+section "hwvtep: 50k Ucast_Macs_Remote by the backend vs one raw JSON-RPC transact of the same rows (floor); Go heap peak, peak RSS of a process doing only the backend run"
 bench -bench Ucast50k -benchtime 3x ./vtep/hwvtep/
 section "bpf: ns per packet of each program path vs a no-op TC program"
 bench -bench Programs -benchtime 20x ./bpf/
