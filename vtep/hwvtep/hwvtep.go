@@ -258,7 +258,20 @@ func ParseLocalInterface(s string) (port string, vlan int, err error) {
 func (b *Backend) Set(ctx context.Context, cfg vtep.Config) (vtep.Result, error) {
 	b.setMu.Lock()
 	defer b.setMu.Unlock()
-	res, err := b.apply(ctx, b.plan(ctx, cfg), b.transact, true)
+	connected := b.cli.Connected()
+	p := b.plan(ctx, cfg)
+	if !connected && p.writes() {
+		// The switch is away and the plan comes from the last state seen,
+		// which may miss what the switch committed before the connection
+		// broke: wait for it and plan again from what it holds.
+		if err := b.cli.Barrier(ctx); err != nil {
+			err = fmt.Errorf("wait for the switch database: %w", err)
+			b.log.Warn("set incomplete", "err", err)
+			return vtep.Result{}, err
+		}
+		p = b.plan(ctx, cfg)
+	}
+	res, err := b.apply(ctx, p, b.transact, true)
 	if err != nil {
 		b.log.Warn("set incomplete", "err", err)
 	}

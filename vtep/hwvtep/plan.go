@@ -32,6 +32,11 @@ type plan struct {
 	removals   []removal
 }
 
+// writes says whether applying the plan would write anything.
+func (p *plan) writes() bool {
+	return len(p.structOps) > 0 || len(p.macWrites) > 0 || len(p.macDeletes) > 0 || len(p.removals) > 0
+}
+
 // locState tracks a Physical_Locator (keyed by dst_ip) through the batches
 // of one Set: its UUID while it exists, how many Ucast_Macs_Remote rows
 // refer to it, and whether something else keeps it alive.

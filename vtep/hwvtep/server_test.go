@@ -525,11 +525,13 @@ func TestServerRestart(t *testing.T) {
 	}
 	checkView(t, srv, baseView...)
 
-	// Restart while the backend is idle, then change the config: Set
-	// waits for the connection and converges.
+	// Stop the server; once the backend has noticed, change the config:
+	// Set waits for the server, plans again from what it holds, and
+	// converges in one call.
 	if err := srv.Stop(); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, func() bool { return !b.cli.Connected() })
 	done := make(chan error, 1)
 	cfg := baseConfig()
 	cfg.Networks[0].MACs = append(cfg.Networks[0].MACs, vtep.MACEntry{MAC: mac(4), VTEP: vtepB})
@@ -540,22 +542,34 @@ func TestServerRestart(t *testing.T) {
 		done <- err
 	}()
 	time.Sleep(300 * time.Millisecond)
+	select {
+	case err := <-done:
+		t.Fatalf("Set returned while the server was down: %v", err)
+	default:
+	}
 	if err := srv.Begin(); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err != nil {
-		// The Set may have planned against the old cache and failed on
-		// the dead connection; a retry (as the agent's loop does) must
-		// converge.
-		t.Logf("Set across restart: %v", err)
-		waitFor(t, func() bool { return b.cli.Generation() > gen+1 })
-		set(t, b, cfg)
+		t.Fatalf("Set across the restart: %v", err)
 	}
 	want := append(slices.Clone(baseView), "ucast l2s-100 02:00:00:00:00:04 -> 192.0.2.2 ip=")
 	checkView(t, srv, want...)
 	n = b.Transactions()
 	if res := set(t, b, cfg); res != (vtep.Result{}) || b.Transactions() != n {
 		t.Errorf("not converged: %+v", res)
+	}
+
+	// With the server away, a Set with nothing to change (an agent's
+	// resync) succeeds at once from the last state seen.
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return !b.cli.Connected() })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if res, err := b.Set(ctx, cfg); err != nil || res != (vtep.Result{}) {
+		t.Errorf("no-op Set with the server away: %+v %v", res, err)
 	}
 }
 
