@@ -266,7 +266,7 @@ func (c *Client) run(ctx context.Context) {
 // session connects, monitors, serves the connection until it fails, and
 // returns nil if it was connected at some point (so backoff resets).
 func (c *Client) session(ctx context.Context) error {
-	logger := logr.FromSlogHandler(c.log.Handler())
+	logger := logr.FromSlogHandler(atLeastInfo{c.log.Handler()})
 	cli, err := client.NewOVSDBClient(c.model,
 		client.WithEndpoint(c.opts.Endpoint),
 		client.WithTLSConfig(c.opts.TLS),
@@ -373,4 +373,21 @@ func checkEndpoint(ep string) error {
 		return nil
 	}
 	return fmt.Errorf("ovsdb: endpoint %q: unknown kind %q", ep, kind)
+}
+
+// atLeastInfo passes on libovsdb's warnings and errors only: its
+// verbose levels print every operation of every transaction, which at
+// 1,000 rows a batch would drown an agent run at debug level.
+type atLeastInfo struct{ slog.Handler }
+
+func (h atLeastInfo) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelInfo && h.Handler.Enabled(ctx, l)
+}
+
+func (h atLeastInfo) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return atLeastInfo{h.Handler.WithAttrs(attrs)}
+}
+
+func (h atLeastInfo) WithGroup(name string) slog.Handler {
+	return atLeastInfo{h.Handler.WithGroup(name)}
 }
