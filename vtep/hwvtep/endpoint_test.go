@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -186,4 +187,39 @@ func TestTCPAndSSLEndpoints(t *testing.T) {
 			t.Fatalf("got %v", err)
 		}
 	})
+}
+
+// TestSchemaWithoutAColumnIsNamed serves a hardware_vtep schema whose
+// Logical_Switch lacks other_config (where ownership is recorded): the
+// backend must refuse it and say which column is missing.
+func TestSchemaWithoutAColumnIsNamed(t *testing.T) {
+	raw, err := os.ReadFile(ovsdbtest.VTEPSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema map[string]any
+	if err := json.Unmarshal(raw, &schema); err != nil {
+		t.Fatal(err)
+	}
+	cols := schema["tables"].(map[string]any)["Logical_Switch"].(map[string]any)["columns"].(map[string]any)
+	delete(cols, "other_config")
+	old, err := json.Marshal(schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "vtep-without-other-config.ovsschema")
+	if err := os.WriteFile(path, old, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := ovsdbtest.Start(t, path)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	b, err := New(ctx, Options{Endpoint: srv.Endpoint(), PhysicalSwitch: "sw0", Logger: testLogger(t)})
+	if err == nil {
+		b.Close()
+		t.Fatal("connected to a database that cannot record ownership")
+	}
+	if !strings.Contains(err.Error(), "other_config") || !strings.Contains(err.Error(), "does not exist in schema") {
+		t.Fatalf("error does not name the missing column: %v", err)
+	}
 }
