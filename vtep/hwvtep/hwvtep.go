@@ -498,6 +498,7 @@ func (b *Backend) apply(ctx context.Context, p *plan, transact func(context.Cont
 		rows++
 		if rows >= b.opts.BatchSize {
 			if err := flush(); err != nil {
+				settle(0) // nothing may still be writing when Set returns
 				errs = append(errs, fmt.Errorf("mac batch: %w", err))
 				return res, errors.Join(errs...)
 			}
@@ -524,6 +525,7 @@ func (b *Backend) apply(ctx context.Context, p *plan, transact func(context.Cont
 		rows++
 		if rows >= b.opts.BatchSize {
 			if err := flush(); err != nil {
+				settle(0) // nothing may still be writing when Set returns
 				errs = append(errs, fmt.Errorf("mac delete batch: %w", err))
 				return res, errors.Join(errs...)
 			}

@@ -1,13 +1,19 @@
 package hwvtep
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/l2span/l2span/ovsdb"
 	"github.com/l2span/l2span/vtep"
+	lo "github.com/ovn-kubernetes/libovsdb/ovsdb"
 )
 
 // Unit tests of the planner on a cache snapshot, without a server.
@@ -85,5 +91,55 @@ func TestPlanRejectsBadInput(t *testing.T) {
 		if !strings.Contains(msgs, want) {
 			t.Errorf("missing error %q in:\n%s", want, msgs)
 		}
+	}
+}
+
+// TestApplyWindowDrainsOnError fails one pipelined batch: apply must
+// return that error, send nothing after it, and leave no transaction
+// running when it returns.
+func TestApplyWindowDrainsOnError(t *testing.T) {
+	cfg := vtep.Config{Networks: []vtep.Network{{VNI: 9, Flood: []netip.Addr{netip.MustParseAddr("192.0.2.1")}}}}
+	for i := range 100 {
+		cfg.Networks[0].MACs = append(cfg.Networks[0].MACs, vtep.MACEntry{MAC: mac(i), VTEP: netip.MustParseAddr("192.0.2.1")})
+	}
+	opts := Options{PhysicalSwitch: "sw0", BatchSize: 10, PipelineDepth: 3}
+	b := &Backend{opts: opts}
+	p := makePlan(emptyState(), opts, cfg.Normalize())
+
+	var mu sync.Mutex
+	calls, running, maxRunning := 0, 0, 0
+	boom := errors.New("injected failure")
+	transact := func(ctx context.Context, ops []lo.Operation) ([]lo.OperationResult, error) {
+		mu.Lock()
+		calls++
+		n := calls
+		running++
+		maxRunning = max(maxRunning, running)
+		mu.Unlock()
+		defer func() { mu.Lock(); running--; mu.Unlock() }()
+		time.Sleep(20 * time.Millisecond)
+		if n == 4 { // structure, locator batch, then two pipelined batches
+			return nil, boom
+		}
+		out := make([]lo.OperationResult, len(ops))
+		for i := range out {
+			out[i].UUID = lo.UUID{GoUUID: fmt.Sprintf("00000000-0000-4000-8000-%012x", n*1000+i)}
+		}
+		return out, nil
+	}
+	_, err := b.apply(context.Background(), p, transact, false)
+	mu.Lock()
+	defer mu.Unlock()
+	if !errors.Is(err, boom) {
+		t.Errorf("apply returned %v, want the injected failure", err)
+	}
+	if running != 0 {
+		t.Errorf("%d transactions still running after apply returned", running)
+	}
+	if maxRunning < 2 {
+		t.Errorf("at most %d transaction in flight: the window never opened", maxRunning)
+	}
+	if calls > 4+opts.PipelineDepth {
+		t.Errorf("%d transactions sent; sending should stop soon after the failure", calls)
 	}
 }
