@@ -29,7 +29,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -43,6 +42,8 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
+
+	"github.com/l2span/l2span/test/freeport"
 )
 
 // NotInstalledMessage is why tests skip (or fail, under CI) without Neutron.
@@ -160,15 +161,6 @@ func Installed() bool {
 	return true
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 const confTemplate = `[DEFAULT]
 core_plugin = ml2
 service_plugins =
@@ -234,7 +226,7 @@ func startWith(o Options) (_ *Server, err error) {
 			s.Stop()
 		}
 	}()
-	port, err := freePort()
+	port, err := freeport.TCP()
 	if err != nil {
 		return nil, fmt.Errorf("free port: %w", err)
 	}

@@ -48,6 +48,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/l2span/l2span/test/freeport"
 )
 
 // NotInstalledMessage is the message with which tests are skipped (or, when
@@ -162,7 +164,7 @@ func newServer() (_ *Server, err error) {
 	// The port is picked before postgres binds it: retry if someone else
 	// took it in between.
 	for attempt := 0; ; attempt++ {
-		if s.port, err = freePort(); err != nil {
+		if s.port, err = freeport.TCP(); err != nil {
 			return nil, err
 		}
 		err = s.start()
@@ -266,15 +268,6 @@ func (s *Server) chown(path string) error {
 		return nil
 	}
 	return os.Chown(path, int(s.cred.Uid), int(s.cred.Gid))
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // childEnv is the environment of initdb and postgres: ours without PG*

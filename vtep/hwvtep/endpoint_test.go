@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/l2span/l2span/ovsdb"
+	"github.com/l2span/l2span/test/freeport"
 	"github.com/l2span/l2span/test/ovsdbtest"
 )
 
@@ -101,16 +102,6 @@ func (p *testPKI) issue(t *testing.T, name string, ip net.IP, usage x509.ExtKeyU
 	return p.write(t, name+".pem", "CERTIFICATE", der), p.write(t, name+"-key.pem", "EC PRIVATE KEY", keyDER)
 }
 
-func freeLocalPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // TestTCPAndSSLEndpoints programs the switch over tcp: and over ssl: with
 // a client certificate, and checks that ssl: refuses to work without a
 // client certificate or with a server the CA did not sign.
@@ -118,7 +109,14 @@ func TestTCPAndSSLEndpoints(t *testing.T) {
 	pki := newPKI(t, "switch")
 	srvCert, srvKey := pki.issue(t, "ovsdb-server", net.IPv4(127, 0, 0, 1), x509.ExtKeyUsageServerAuth)
 	cliCertFile, cliKeyFile := pki.issue(t, "l2span-agent", nil, x509.ExtKeyUsageClientAuth)
-	tcpPort, sslPort := freeLocalPort(t), freeLocalPort(t)
+	tcpPort, err := freeport.TCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sslPort, err := freeport.TCP()
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := ovsdbtest.StartWith(t, ovsdbtest.VTEPSchema,
 		fmt.Sprintf("--remote=ptcp:%d:127.0.0.1", tcpPort),
 		fmt.Sprintf("--remote=pssl:%d:127.0.0.1", sslPort),
