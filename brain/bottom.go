@@ -323,10 +323,10 @@ func (s *Service) ReservePort(ctx context.Context, kind, networkID, podID string
 			return nil
 		}
 		for try := 0; ; try++ {
-			var b [3]byte
-			_, _ = crand.Read(b[:])
-			p.MAC = fmt.Sprintf("fa:16:3e:%02x:%02x:%02x", b[0], b[1], b[2])
-			err := tx.InsertPort(ctx, p)
+			p.MAC = s.reservedMAC()
+			// Under a savepoint: a MAC another port holds must leave the
+			// transaction usable for the next try (PostgreSQL aborts it).
+			err := tx.Savepoint(ctx, func() error { return tx.InsertPort(ctx, p) })
 			if err == nil {
 				break
 			}
@@ -339,6 +339,12 @@ func (s *Service) ReservePort(ctx context.Context, kind, networkID, podID string
 		return nil
 	})
 	return out, err
+}
+
+func randomNeutronMAC() string {
+	var b [3]byte
+	_, _ = crand.Read(b[:])
+	return fmt.Sprintf("fa:16:3e:%02x:%02x:%02x", b[0], b[1], b[2])
 }
 
 // freeFromTop returns the highest address of pf that is neither its first

@@ -40,6 +40,9 @@ type Service struct {
 	// committed is told the revision of every write that changed state.
 	committed func(rev int64)
 	now       func() time.Time
+	// reservedMAC draws the MAC of a port the brain reserves (random in
+	// Neutron's fa:16:3e prefix).
+	reservedMAC func() string
 
 	// Single-port creates are group-committed: requests that arrive while
 	// a commit is in flight share the next transaction (one fsync).
@@ -74,7 +77,7 @@ func NewService(st *store.Store, cfg Config, committed func(int64)) *Service {
 		cfg.DupWindow = 180 * time.Second
 	}
 	return &Service{store: st, cfg: cfg, committed: committed, now: func() time.Time { return time.Now().UTC() },
-		portQueue: make(chan portRequest, 4*maxPortBatch)}
+		reservedMAC: randomNeutronMAC, portQueue: make(chan portRequest, 4*maxPortBatch)}
 }
 
 // Store returns the underlying store.
