@@ -6,7 +6,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 
@@ -14,11 +13,6 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
-)
-
-var (
-	lockOSThread   = runtime.LockOSThread
-	unlockOSThread = runtime.UnlockOSThread
 )
 
 // direction is where on the local-segment interface a program runs.

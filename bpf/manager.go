@@ -30,6 +30,7 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/l2span/l2span/internal/nsexec"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -497,37 +498,9 @@ func (m *Manager) readEntries() (map[l2spanDvrKey]l2spanDvrVal, map[uint32]l2spa
 	return dvr, gw, nil
 }
 
-// inNetns runs fn on a thread inside the Manager's namespace. The thread is
-// a fresh goroutine's, locked; if switching back fails it stays locked, so
-// it exits with the goroutine and is never reused in the wrong namespace.
+// inNetns runs fn inside the Manager's namespace (see nsexec.Run).
 func (m *Manager) inNetns(fn func() error) error {
-	if m.ns < 0 {
-		return fn()
-	}
-	done := make(chan error, 1)
-	go func() {
-		lockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			unlockOSThread()
-			done <- fmt.Errorf("get current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(m.ns); err != nil {
-			unlockOSThread()
-			done <- fmt.Errorf("enter netns: %w", err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			done <- errors.Join(ferr, fmt.Errorf("return from netns (thread left locked): %w", err))
-			return
-		}
-		unlockOSThread()
-		done <- ferr
-	}()
-	return <-done
+	return nsexec.Run(m.ns, fn)
 }
 
 func checkBPFFS(dir string) error {

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/l2span/l2span/internal/nsexec"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -165,32 +166,7 @@ func (n *NS) Handle() *netlink.Handle { return n.handle }
 // exits with its goroutine and is never reused in the wrong namespace.
 // Sockets opened inside fn stay in the namespace after Do returns.
 func (n *NS) Do(fn func() error) error {
-	ch := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- fmt.Errorf("get current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(n.ns); err != nil {
-			// Failed setns leaves the thread where it was.
-			runtime.UnlockOSThread()
-			ch <- fmt.Errorf("enter netns %s: %w", n.name, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			// Keep the thread locked: it is discarded with this goroutine.
-			ch <- errors.Join(ferr, fmt.Errorf("leave netns %s: %w", n.name, err))
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- ferr
-	}()
-	return <-ch
+	return nsexec.Run(n.ns, fn)
 }
 
 // Exec runs argv inside the namespace (via `ip netns exec`) and returns its

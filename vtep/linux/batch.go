@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/l2span/l2span/internal/nsexec"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -29,7 +30,7 @@ type batchConn struct {
 
 func openBatchConn(ns netns.NsHandle) (*batchConn, error) {
 	c := &batchConn{fd: -1, rb: make([]byte, 1<<16)}
-	err := inNetns(ns, func() error {
+	err := nsexec.Run(ns, func() error {
 		fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 		if err != nil {
 			return fmt.Errorf("netlink socket: %w", err)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -383,37 +382,4 @@ func (k *nlKernel) DelNeighs(dev string, es []neighEntry) []error {
 		ns[i].Flags = 0
 	}
 	return k.writeNeighs(dev, ns, nil, true)
-}
-
-// inNetns runs fn on a locked thread inside ns (netns.None() for the
-// current one). If the thread cannot switch back it stays locked, so the
-// runtime discards it instead of reusing it in the wrong namespace.
-func inNetns(ns netns.NsHandle, fn func() error) error {
-	if !ns.IsOpen() {
-		return fn()
-	}
-	ch := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			ch <- fmt.Errorf("get current netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		if err := netns.Set(ns); err != nil {
-			runtime.UnlockOSThread()
-			ch <- fmt.Errorf("enter netns: %w", err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err != nil {
-			ch <- errors.Join(ferr, fmt.Errorf("leave netns: %w", err))
-			return
-		}
-		runtime.UnlockOSThread()
-		ch <- ferr
-	}()
-	return <-ch
 }
