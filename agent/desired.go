@@ -12,6 +12,7 @@ import (
 	"github.com/l2span/l2span/agent/gossip"
 	"github.com/l2span/l2span/bpf"
 	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/internal/macaddr"
 	"github.com/l2span/l2span/vtep"
 )
 
@@ -168,7 +169,7 @@ func isolation(in PlanInput, n api.NetworkState, ifname string, p *Plan) bpf.Att
 		}
 		slices.Sort(pods)
 		for _, pod := range pods {
-			pf, err := bpf.ParseMACPrefix(in.State.DVRBaseMACs[pod])
+			pf, err := macaddr.ParsePrefix(in.State.DVRBaseMACs[pod])
 			if err != nil {
 				p.Skipped = append(p.Skipped, fmt.Sprintf("pod %s: dvr_base_mac %q: %v", pod, in.State.DVRBaseMACs[pod], err))
 				continue

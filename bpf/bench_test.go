@@ -13,6 +13,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"golang.org/x/sys/unix"
 
+	"github.com/l2span/l2span/internal/macaddr"
 	"github.com/l2span/l2span/test/netns"
 )
 
@@ -38,7 +39,7 @@ func BenchmarkPrograms(b *testing.B) {
 	for i := 1; i <= 8; i++ {
 		var v l2spanDvrVal
 		copy(v.Mac[:], mustMAC(ownDVR))
-		if err := objs.L2sDvr.Put(dvrKey(testIfindex, MustParseMACPrefix(fmt.Sprintf("fa:16:3f:%02x:00:00/32", i))), v); err != nil {
+		if err := objs.L2sDvr.Put(dvrKey(testIfindex, macaddr.MustParsePrefix(fmt.Sprintf("fa:16:3f:%02x:00:00/32", i))), v); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -47,7 +48,7 @@ func BenchmarkPrograms(b *testing.B) {
 	// matches and writes again.
 	var self l2spanDvrVal
 	copy(self.Mac[:], mustMAC("fa:16:3f:77:00:05"))
-	if err := objs.L2sDvr.Put(dvrKey(testIfindex, MustParseMACPrefix("fa:16:3f:77:00:00/32")), self); err != nil {
+	if err := objs.L2sDvr.Put(dvrKey(testIfindex, macaddr.MustParsePrefix("fa:16:3f:77:00:00/32")), self); err != nil {
 		b.Fatal(err)
 	}
 	fill(b, objs, nil, []string{gw4, "198.51.100.1", gw6, "2001:db8:1::1"})

@@ -30,6 +30,7 @@ import (
 	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/l2span/l2span/internal/macaddr"
 	"github.com/l2span/l2span/internal/nsexec"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -90,7 +91,7 @@ type Attachment struct {
 	// nil on a host without DVR (then RemoteDVRPrefixes must be empty too).
 	OwnDVRMAC net.HardwareAddr
 	// RemoteDVRPrefixes are every other pod's dvr_base_mac prefixes.
-	RemoteDVRPrefixes []MACPrefix
+	RemoteDVRPrefixes []macaddr.Prefix
 	// GatewayIPs are the gateway IPs of the network's subnets (IPv4 and
 	// IPv6), the same in every pod: at most MaxGatewayIPv4 distinct IPv4
 	// and MaxGatewayIPv6 distinct IPv6 addresses per interface.
@@ -470,9 +471,9 @@ func desiredEntries(wants []wanted) (map[l2spanDvrKey]l2spanDvrVal, map[uint32][
 	return dvr, gw
 }
 
-func dvrKey(ifindex int, p MACPrefix) l2spanDvrKey {
+func dvrKey(ifindex int, p macaddr.Prefix) l2spanDvrKey {
 	k := l2spanDvrKey{Prefixlen: uint32(32 + p.Bits()), Ifindex: uint32(ifindex)}
-	copy(k.Mac[:], p.addr[:])
+	copy(k.Mac[:], p.Addr())
 	return k
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"github.com/l2span/l2span/internal/macaddr"
 )
 
 // BPF_PROG_TEST_RUN runs a TC program on the loopback device of the test's
@@ -59,7 +60,7 @@ func fill(t testing.TB, objs *l2spanObjects, prefixes []string, gws []string) {
 	var v l2spanDvrVal
 	copy(v.Mac[:], mustMAC(ownDVR))
 	for _, p := range prefixes {
-		if err := objs.L2sDvr.Put(dvrKey(testIfindex, MustParseMACPrefix(p)), v); err != nil {
+		if err := objs.L2sDvr.Put(dvrKey(testIfindex, macaddr.MustParsePrefix(p)), v); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -104,7 +105,7 @@ func TestPrograms(t *testing.T) {
 	// An entry for another interface must not apply here.
 	var other l2spanDvrVal
 	copy(other.Mac[:], mustMAC("fa:16:3f:ee:ee:ee"))
-	if err := objs.L2sDvr.Put(dvrKey(testIfindex+1000, MustParseMACPrefix("fa:16:3f:09:00:00/32")), other); err != nil {
+	if err := objs.L2sDvr.Put(dvrKey(testIfindex+1000, macaddr.MustParsePrefix("fa:16:3f:09:00:00/32")), other); err != nil {
 		t.Fatal(err)
 	}
 	putGateways(t, objs, testIfindex+1000, "203.0.113.9")

@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/l2span/l2span/internal/macaddr"
 	"github.com/l2span/l2span/test/netns"
 )
 
@@ -75,7 +76,7 @@ func mustSet(t testing.TB, m *Manager, as []Attachment) Result {
 func attachmentFor(ifname, own string, prefixes []string, gws ...string) Attachment {
 	a := Attachment{Interface: ifname, OwnDVRMAC: mustMAC(own)}
 	for _, p := range prefixes {
-		a.RemoteDVRPrefixes = append(a.RemoteDVRPrefixes, MustParseMACPrefix(p))
+		a.RemoteDVRPrefixes = append(a.RemoteDVRPrefixes, macaddr.MustParsePrefix(p))
 	}
 	for _, g := range gws {
 		a.GatewayIPs = append(a.GatewayIPs, netip.MustParseAddr(g))

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/l2span/l2span/internal/macaddr"
 	"github.com/l2span/l2span/test/netns"
 	"github.com/l2span/l2span/vtep"
 	vtlinux "github.com/l2span/l2span/vtep/linux"
@@ -28,7 +29,7 @@ type pod struct {
 	vm     *netns.VM
 	router *netns.VM
 	dvr    net.HardwareAddr // the gateway's own DVR MAC
-	prefix MACPrefix        // the pod's dvr_base_mac
+	prefix macaddr.Prefix   // the pod's dvr_base_mac
 	vb     *vtlinux.Backend
 	bm     *Manager
 }
@@ -54,7 +55,7 @@ func threePods(t testing.TB, withBPF bool) (*netns.Rig, []*pod) {
 			netip.MustParsePrefix(fmt.Sprintf("203.0.113.%d/24", i)), netip.MustParsePrefix(fmt.Sprintf("2001:db8::%d/64", i)))
 		p.router = r.AddVM(p.gw.Pod, p.seg, fmt.Sprintf("r%d", i), mustMAC(fmt.Sprintf("fa:16:3e:00:0%d:fe", i)), scenarioGW4, scenarioGW6)
 		p.dvr = mustMAC(fmt.Sprintf("fa:16:3f:0%d:ff:01", i))
-		p.prefix = MustParseMACPrefix(fmt.Sprintf("fa:16:3f:0%d:00:00/32", i))
+		p.prefix = macaddr.MustParsePrefix(fmt.Sprintf("fa:16:3f:0%d:00:00/32", i))
 		vb, err := vtlinux.New(vtlinux.Options{NetnsPath: p.gw.Path(), LocalVTEP: p.gw.VTEP, UnderlayDev: p.gw.UnderlayDev, MTU: 1500})
 		if err != nil {
 			t.Fatal(err)

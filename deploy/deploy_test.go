@@ -15,7 +15,7 @@ func build(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	out, err := exec.Command("go", "build", "-o", dir+"/",
-		"github.com/l2span/l2span/brain/cmd/l2span-brain", "github.com/l2span/l2span/agent/cmd/l2span-agent").CombinedOutput()
+		"github.com/l2span/l2span/cmd/l2span-brain", "github.com/l2span/l2span/cmd/l2span-agent").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

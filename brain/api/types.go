@@ -178,6 +178,11 @@ type GatewayStatus struct {
 	// of the pod forwards.
 	Forwarding int `json:"forwarding"`
 	Standby    int `json:"standby"`
+	// Weight is the gateway's forwarder-election weight (--weight).
+	Weight int `json:"weight,omitempty"`
+	// ForwardedVNIs are the overlay VNIs this gateway forwards as its pod's
+	// designated forwarder, as of its last applied plan.
+	ForwardedVNIs []uint32 `json:"forwarded_vnis,omitempty"`
 	// BrainConnected says whether the agent's watch of the brain is up.
 	BrainConnected bool `json:"brain_connected"`
 	// Counters are the eBPF programs' packet counters by action.

@@ -19,7 +19,7 @@ func TestMakeRunDemo(t *testing.T) {
 	_, here, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(here), "..", "..")
 	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+"/", "./brain/cmd/l2span-brain", "./brain/cmd/l2spanctl", "./agent/cmd/l2span-agent")
+	build := exec.Command("go", "build", "-o", bin+"/", "./cmd/l2span-brain", "./cmd/l2spanctl", "./cmd/l2span-agent")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

@@ -29,7 +29,7 @@ func agentBinary(t *testing.T) string {
 	t.Helper()
 	agentBuild.once.Do(func() {
 		agentBuild.bin = filepath.Join(rig.tmp, "l2span-agent")
-		if out, err := exec.Command("go", "build", "-o", agentBuild.bin, "github.com/l2span/l2span/agent/cmd/l2span-agent").CombinedOutput(); err != nil {
+		if out, err := exec.Command("go", "build", "-o", agentBuild.bin, "github.com/l2span/l2span/cmd/l2span-agent").CombinedOutput(); err != nil {
 			agentBuild.err = fmt.Errorf("go build agent: %v\n%s", err, out)
 		}
 	})

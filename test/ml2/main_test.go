@@ -66,7 +66,7 @@ func setup(tmp string) error {
 		return errNotInstalled
 	}
 	bin := filepath.Join(tmp, "l2span-brain")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/l2span/l2span/brain/cmd/l2span-brain").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/l2span/l2span/cmd/l2span-brain").CombinedOutput(); err != nil {
 		return fmt.Errorf("go build: %v\n%s", err, out)
 	}
 	addr, err := freeAddr()

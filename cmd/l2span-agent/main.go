@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,6 +22,7 @@ import (
 	"github.com/l2span/l2span/brain/api"
 	"github.com/l2span/l2span/internal/flagfile"
 	"github.com/l2span/l2span/internal/logging"
+	"github.com/l2span/l2span/internal/tlsfiles"
 	"github.com/l2span/l2span/vtep"
 	"github.com/l2span/l2span/vtep/hwvtep"
 	"github.com/l2span/l2span/vtep/linux"
@@ -143,13 +143,9 @@ func parse(args []string) (*flags, agent.Config, error) {
 		opts = append(opts, api.WithToken(strings.TrimSpace(string(b))))
 	}
 	if f.caFile != "" {
-		pem, err := os.ReadFile(f.caFile)
+		pool, err := tlsfiles.CAPool(f.caFile)
 		if err != nil {
 			return nil, cfg, fmt.Errorf("brain-ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, cfg, fmt.Errorf("brain-ca-file %s: no PEM certificates", f.caFile)
 		}
 		opts = append(opts, api.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
 	}
@@ -302,13 +298,9 @@ func ovsdbTLS(f *flags) (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{cert}
 	}
 	if f.ovsdbCA != "" {
-		pem, err := os.ReadFile(f.ovsdbCA)
+		pool, err := tlsfiles.CAPool(f.ovsdbCA)
 		if err != nil {
 			return nil, fmt.Errorf("ovsdb-ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ovsdb-ca %s: no PEM certificates", f.ovsdbCA)
 		}
 		cfg.RootCAs = pool
 	}

@@ -56,7 +56,7 @@ func brainBinary(t *testing.T) string {
 			return
 		}
 		build.bin = filepath.Join(build.dir, "l2span-brain")
-		out, err := exec.Command(goTool, "build", "-o", build.bin, "github.com/l2span/l2span/brain/cmd/l2span-brain").CombinedOutput()
+		out, err := exec.Command(goTool, "build", "-o", build.bin, "github.com/l2span/l2span/cmd/l2span-brain").CombinedOutput()
 		if err != nil {
 			build.err = fmt.Errorf("go build: %v\n%s", err, out)
 		}
