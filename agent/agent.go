@@ -165,7 +165,7 @@ func New(cfg Config, dp vtep.Dataplane, iso Isolation) (*Agent, error) {
 		sdnotify.Ready()
 		a.log.Info("dataplane in sync; ready")
 	}
-	if src, ok := dp.(MACSource); ok && cfg.Brain != nil {
+	if src, ok := dp.(vtep.MACSource); ok && cfg.Brain != nil {
 		a.learner = NewLearner(cfg.Brain, src, cfg.Pod, a.sync.State, a.forwardedVNIs, cfg.Resync, cfg.Logger.With("component", "learned"))
 	}
 	a.dfChanges = prometheus.NewCounter(prometheus.CounterOpts{Name: "l2span_agent_df_changes_total",

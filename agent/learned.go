@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/l2span/l2span/brain/api"
-	"github.com/l2span/l2span/vtep/hwvtep"
+	"github.com/l2span/l2span/vtep"
 )
 
 // DefaultForgetAfter is how long a learned MAC must be gone from the
@@ -22,14 +22,6 @@ const DefaultForgetAfter = 5 * time.Second
 // LearnedOwner is the device_owner of the ports an agent creates in the
 // brain for MACs its switch learned on its own ports.
 const LearnedOwner = "l2gw:learned"
-
-// MACSource is a dataplane that learns local MACs by itself (a hardware
-// VTEP, hwvtep.Backend): LocalMACs is the full current set, and
-// LocalMACsChanged is signalled (coalesced) when it may have changed.
-type MACSource interface {
-	LocalMACs() []hwvtep.LocalMAC
-	LocalMACsChanged() <-chan struct{}
-}
 
 // PortBrain is the part of the brain's client the learner uses.
 type PortBrain interface {
@@ -59,7 +51,7 @@ type PortBrain interface {
 // change and every resync period. A brain that is down only delays it.
 type Learner struct {
 	brain PortBrain
-	src   MACSource
+	src   vtep.MACSource
 	pod   string
 	// state returns the desired state (VNI -> network) and whether there
 	// is one yet.
@@ -83,7 +75,7 @@ type Learner struct {
 }
 
 // NewLearner returns a learner for pod. forwarded may be nil.
-func NewLearner(brain PortBrain, src MACSource, pod string, state func() (api.PodState, bool),
+func NewLearner(brain PortBrain, src vtep.MACSource, pod string, state func() (api.PodState, bool),
 	forwarded func() map[uint32]bool, resync time.Duration, log *slog.Logger) *Learner {
 	if resync <= 0 {
 		resync = 30 * time.Second

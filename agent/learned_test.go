@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/l2span/l2span/brain/api"
-	"github.com/l2span/l2span/vtep/hwvtep"
+	"github.com/l2span/l2span/vtep"
 )
 
 // portsBrain keeps ports in memory with the brain's rules that matter here:
@@ -155,16 +155,16 @@ func (b *portsBrain) port(network, mac string) (api.Port, bool) {
 	return api.Port{}, false
 }
 
-// macSwitch is a MACSource.
+// macSwitch is a vtep.MACSource.
 type macSwitch struct {
 	mu      sync.Mutex
-	macs    []hwvtep.LocalMAC
+	macs    []vtep.LocalMAC
 	changed chan struct{}
 }
 
 func newMACSwitch() *macSwitch { return &macSwitch{changed: make(chan struct{}, 1)} }
 
-func (s *macSwitch) LocalMACs() []hwvtep.LocalMAC {
+func (s *macSwitch) LocalMACs() []vtep.LocalMAC {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.macs)
@@ -172,7 +172,7 @@ func (s *macSwitch) LocalMACs() []hwvtep.LocalMAC {
 
 func (s *macSwitch) LocalMACsChanged() <-chan struct{} { return s.changed }
 
-func (s *macSwitch) set(macs ...hwvtep.LocalMAC) {
+func (s *macSwitch) set(macs ...vtep.LocalMAC) {
 	s.mu.Lock()
 	s.macs = macs
 	s.mu.Unlock()
@@ -182,8 +182,8 @@ func (s *macSwitch) set(macs ...hwvtep.LocalMAC) {
 	}
 }
 
-func local(vni uint32, mac, ip string) hwvtep.LocalMAC {
-	m := hwvtep.LocalMAC{VNI: vni, MAC: must(net.ParseMAC(mac))}
+func local(vni uint32, mac, ip string) vtep.LocalMAC {
+	m := vtep.LocalMAC{VNI: vni, MAC: must(net.ParseMAC(mac))}
 	if ip != "" {
 		m.IP = netip.MustParseAddr(ip)
 	}
@@ -380,7 +380,7 @@ func TestLearnerRunBrainDownThenUp(t *testing.T) {
 	waitUntil(t, 5*time.Second, func() bool { _, ok := r.brain.port("net-a", "02:00:00:00:00:0a"); return !ok })
 	// Trigger (a desired-state change) too.
 	r.sw.mu.Lock()
-	r.sw.macs = []hwvtep.LocalMAC{local(200, "02:00:00:00:00:0b", "")}
+	r.sw.macs = []vtep.LocalMAC{local(200, "02:00:00:00:00:0b", "")}
 	r.sw.mu.Unlock()
 	r.l.Trigger()
 	waitUntil(t, 5*time.Second, func() bool { _, ok := r.brain.port("net-b", "02:00:00:00:00:0b"); return ok })

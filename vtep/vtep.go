@@ -71,6 +71,26 @@ type Dataplane interface {
 	Close() error
 }
 
+// MACSource is a dataplane that learns local MACs by itself (a hardware
+// switch): LocalMACs is the full current set, and LocalMACsChanged is
+// signalled (coalesced) when it may have changed, including after a
+// reconnect.
+type MACSource interface {
+	LocalMACs() []LocalMAC
+	LocalMACsChanged() <-chan struct{}
+}
+
+// LocalMAC is a MAC a dataplane learned on its own local ports, in a network
+// it owns.
+type LocalMAC struct {
+	VNI uint32
+	MAC net.HardwareAddr
+	// IP is the address the dataplane saw with the MAC; invalid when none.
+	IP netip.Addr
+	// Locator is the dataplane's own tunnel endpoint for the MAC.
+	Locator netip.Addr
+}
+
 // Normalize sorts and de-duplicates every list so that two Configs with the
 // same content compare equal and diffs are stable.
 func (c Config) Normalize() Config {

@@ -112,17 +112,6 @@ type Options struct {
 	PipelineDepth int
 }
 
-// LocalMAC is a MAC the switch learned on its own ports (Ucast_Macs_Local)
-// in an owned Logical_Switch.
-type LocalMAC struct {
-	VNI uint32
-	MAC net.HardwareAddr
-	// IP is the row's ipaddr; invalid when the switch gave none.
-	IP netip.Addr
-	// Locator is the switch's own tunnel endpoint for the MAC.
-	Locator netip.Addr
-}
-
 // Backend implements vtep.Dataplane over hardware_vtep.
 type Backend struct {
 	opts Options
@@ -188,8 +177,8 @@ func (b *Backend) LocalMACsChanged() <-chan struct{} { return b.changes }
 
 // LocalMACs returns the MACs the switch learned locally in owned Logical
 // Switches, sorted by VNI and MAC.
-func (b *Backend) LocalMACs() []LocalMAC {
-	var out []LocalMAC
+func (b *Backend) LocalMACs() []vtep.LocalMAC {
+	var out []vtep.LocalMAC
 	b.cli.Read(func(st *ovsdb.State) {
 		for _, r := range st.UcastMacsLocal {
 			ls := st.LogicalSwitch[r.LogicalSwitch]
@@ -204,7 +193,7 @@ func (b *Backend) LocalMACs() []LocalMAC {
 			if err != nil {
 				continue
 			}
-			m := LocalMAC{VNI: vni, MAC: mac}
+			m := vtep.LocalMAC{VNI: vni, MAC: mac}
 			if ip, err := netip.ParseAddr(r.Ipaddr); err == nil {
 				m.IP = ip
 			}
@@ -216,7 +205,7 @@ func (b *Backend) LocalMACs() []LocalMAC {
 			out = append(out, m)
 		}
 	})
-	slices.SortFunc(out, func(a, b LocalMAC) int {
+	slices.SortFunc(out, func(a, b vtep.LocalMAC) int {
 		if a.VNI != b.VNI {
 			return int(int64(a.VNI) - int64(b.VNI))
 		}
