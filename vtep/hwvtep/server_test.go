@@ -395,7 +395,7 @@ func TestLocalMACs(t *testing.T) {
 		t.Fatal("no change signalled")
 	}
 	got := b.LocalMACs()
-	want := []vtep.vtep.LocalMAC{{VNI: 100, MAC: net.HardwareAddr{2, 0xaa, 0, 0, 0, 1}, IP: netip.MustParseAddr("10.0.0.50"), Locator: self}}
+	want := []vtep.LocalMAC{{VNI: 100, MAC: net.HardwareAddr{2, 0xaa, 0, 0, 0, 1}, IP: netip.MustParseAddr("10.0.0.50"), Locator: self}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("LocalMACs %v, want %v", got, want)
 	}
