@@ -104,9 +104,6 @@ func (s *Service) BottomView(ctx context.Context, networkID, podID string) (Bott
 			return err
 		}
 		v.Exists = true
-		if v.Network.GatewayPerPod, err = tx.GatewayPerPod(ctx, networkID); err != nil {
-			return err
-		}
 		segs, err := tx.Segments(ctx, networkID)
 		if err != nil {
 			return err

@@ -30,6 +30,8 @@ func TestReservePortRetriesATakenMAC(t *testing.T) {
 			}
 			defer st.Close()
 			s := NewService(st, Config{VNIRanges: []VNIRange{{Min: 5000, Max: 5009}}}, nil)
+			s.Start(ctx)
+			defer s.Close()
 			if _, err := s.CreatePod(ctx, api.Pod{ID: "pod1", AZ: "az1"}); err != nil {
 				t.Fatal(err)
 			}

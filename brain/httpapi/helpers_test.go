@@ -56,6 +56,7 @@ func startBrain(t testing.TB, url string, cfg brain.Config, opts httpapi.Options
 	}
 	b := &testBrain{store: st}
 	b.svc = brain.NewService(st, cfg, func(rev int64) { b.hub.Notify(rev) })
+	b.svc.Start(ctx)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	b.hub = brain.NewHub(b.svc, 20*time.Millisecond, log)
 	opts.Logger = log
@@ -70,6 +71,7 @@ func startBrain(t testing.TB, url string, cfg brain.Config, opts httpapi.Options
 		cancel()
 		b.http.CloseClientConnections()
 		b.http.Close()
+		b.svc.Close()
 		st.Close()
 	})
 	return b

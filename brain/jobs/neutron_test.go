@@ -125,6 +125,8 @@ func newWorld(t *testing.T, vlanMin, vniMin int) *world {
 			w.pool.Wake()
 		}
 	})
+	w.svc.Start(context.Background())
+	t.Cleanup(w.svc.Close)
 	ctx := context.Background()
 	for _, p := range []string{"pod1", "pod2"} {
 		if _, err := w.svc.CreatePod(ctx, api.Pod{ID: p, AZ: "az1"}); err != nil {

@@ -121,9 +121,6 @@ func New(st *store.Store, handlers map[string]Handler, opts Options) *Pool {
 	return &Pool{st: st, handlers: handlers, opts: opts, wake: make(chan struct{}, 1), done: make(chan struct{}, opts.Workers)}
 }
 
-// Owner is the name this pool claims jobs under.
-func (p *Pool) Owner() string { return p.opts.Owner }
-
 // Wake makes the pool look for due jobs now (e.g. after a commit that
 // enqueued one). It never blocks.
 func (p *Pool) Wake() {

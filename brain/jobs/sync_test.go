@@ -245,6 +245,8 @@ func newUnit(t *testing.T) *unit {
 		VNIRanges:  []brain.VNIRange{{Min: 9000, Max: 9009}},
 		BottomJobs: true,
 	}, nil)
+	u.svc.Start(context.Background())
+	t.Cleanup(u.svc.Close)
 	u.h = jobs.NetworkSync{Svc: u.svc, Bottoms: u.fb}
 	for _, p := range []string{"pod1", "pod2"} {
 		if _, err := u.svc.CreatePod(context.Background(), api.Pod{ID: p, AZ: "az1"}); err != nil {

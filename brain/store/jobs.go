@@ -302,16 +302,3 @@ func (t *Tx) SetGatewayPerPod(ctx context.Context, networkID string, on bool) er
 	}
 	return nil
 }
-
-// GatewayPerPod reads a network's gateway_per_pod option (false when unset).
-func (t *Tx) GatewayPerPod(ctx context.Context, networkID string) (bool, error) {
-	var v int
-	err := t.QueryRow(ctx, `SELECT gateway_per_pod FROM network_options WHERE network_id = ?`, networkID).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("gateway_per_pod of %s: %w", networkID, err)
-	}
-	return v != 0, nil
-}

@@ -213,17 +213,19 @@ func (t *Tx) DeleteNetwork(ctx context.Context, id string) error {
 	return nil
 }
 
-const networkCols = `id, name, type, az_hints, external, segmentation_id, physical_network, created_at`
+// networkSelect reads networks with their options (a row only when set).
+const networkSelect = `SELECT n.id, n.name, n.type, n.az_hints, n.external, n.segmentation_id, n.physical_network, n.created_at,
+	COALESCE(o.gateway_per_pod, 0) FROM networks n LEFT JOIN network_options o ON o.network_id = n.id`
 
 func scanNetwork(s interface{ Scan(...any) error }) (api.Network, error) {
 	var n api.Network
 	var hints string
-	var ext int
+	var ext, perPod int
 	var created int64
-	if err := s.Scan(&n.ID, &n.Name, &n.Type, &hints, &ext, &n.SegmentationID, &n.PhysicalNetwork, &created); err != nil {
+	if err := s.Scan(&n.ID, &n.Name, &n.Type, &hints, &ext, &n.SegmentationID, &n.PhysicalNetwork, &created, &perPod); err != nil {
 		return n, err
 	}
-	n.External = ext != 0
+	n.External, n.GatewayPerPod = ext != 0, perPod != 0
 	n.CreatedAt = fromMicros(created)
 	var err error
 	n.AZHints, err = parseList(hints)
@@ -232,7 +234,7 @@ func scanNetwork(s interface{ Scan(...any) error }) (api.Network, error) {
 
 // GetNetwork returns a network (without segments) or ErrNotFound.
 func (t *Tx) GetNetwork(ctx context.Context, id string) (api.Network, error) {
-	n, err := scanNetwork(t.QueryRow(ctx, `SELECT `+networkCols+` FROM networks WHERE id = ?`, id))
+	n, err := scanNetwork(t.QueryRow(ctx, networkSelect+` WHERE n.id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return n, fmt.Errorf("network %s: %w", id, ErrNotFound)
 	}
@@ -259,7 +261,7 @@ func (t *Tx) ListNetworks(ctx context.Context, f NetworkFilter, p Page) (api.Lis
 		where, args = append(where, "type = ?"), append(args, f.Type)
 	}
 	q, args, limit := p.clause(where, args)
-	rows, err := t.Query(ctx, `SELECT `+networkCols+` FROM networks`+q, args...)
+	rows, err := t.Query(ctx, networkSelect+q, args...)
 	if err != nil {
 		return api.List[api.Network]{}, fmt.Errorf("list networks: %w", err)
 	}
@@ -367,6 +369,31 @@ func (t *Tx) Segments(ctx context.Context, networkID string) ([]api.Segment, err
 	out, err := collect(rows, scanSegment)
 	if err != nil {
 		return nil, fmt.Errorf("segments of %s: %w", networkID, err)
+	}
+	return out, nil
+}
+
+// SegmentsOf returns the segments of networks ids, by network id and ordered
+// by pod.
+func (t *Tx) SegmentsOf(ctx context.Context, ids []string) (map[string][]api.Segment, error) {
+	out := map[string][]api.Segment{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(ids))
+	for i, id := range ids {
+		args[i] = id
+	}
+	rows, err := t.Query(ctx, `SELECT `+segmentCols+` FROM segments WHERE network_id IN (`+placeholders(len(ids))+`) ORDER BY network_id, pod_id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("segments of %d networks: %w", len(ids), err)
+	}
+	segs, err := collect(rows, scanSegment)
+	if err != nil {
+		return nil, fmt.Errorf("segments of %d networks: %w", len(ids), err)
+	}
+	for _, g := range segs {
+		out[g.NetworkID] = append(out[g.NetworkID], g)
 	}
 	return out, nil
 }

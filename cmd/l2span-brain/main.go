@@ -193,6 +193,10 @@ func run(ctx context.Context, c *config, log *slog.Logger) error {
 			pool.Wake()
 		}
 	})
+	// The group commit outlives the signal: requests still in flight while
+	// the server shuts down commit; Close (deferred) stops it after that.
+	svc.Start(context.WithoutCancel(ctx))
+	defer svc.Close()
 	hub = brain.NewHub(svc, c.poll, log)
 	if c.brain.BottomJobs {
 		pool = jobs.New(st, map[string]jobs.Handler{brain.JobNetworkSync: jobs.NetworkSync{Svc: svc, Bottoms: jobs.NewClients(c.bottom)}},

@@ -46,6 +46,7 @@ func startBrain(t *testing.T, opts httpapi.Options) *testBrain {
 	}
 	var hub *brain.Hub
 	svc := brain.NewService(st, testConfig, func(rev int64) { hub.Notify(rev) })
+	svc.Start(ctx)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	hub = brain.NewHub(svc, 20*time.Millisecond, log)
 	opts.Logger = log
@@ -59,6 +60,7 @@ func startBrain(t *testing.T, opts httpapi.Options) *testBrain {
 		cancel()
 		srv.CloseClientConnections()
 		srv.Close()
+		svc.Close()
 		st.Close()
 	})
 	return &testBrain{url: srv.URL, client: c, srv: srv}
