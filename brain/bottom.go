@@ -9,7 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/brain/model"
 	"github.com/l2span/l2span/brain/store"
 )
 
@@ -54,7 +54,7 @@ func (s *Service) bottomNetworkChanged(ctx context.Context, tx *store.Tx, networ
 	for _, g := range segs {
 		pods[g.PodID] = true
 	}
-	routes, err := tx.Routes(ctx, store.RouteFilter{NetworkID: networkID, ResourceType: RouteNetwork})
+	routes, err := tx.Routes(ctx, model.RouteFilter{NetworkID: networkID, ResourceType: RouteNetwork})
 	if err != nil {
 		return err
 	}
@@ -72,17 +72,17 @@ func (s *Service) bottomNetworkChanged(ctx context.Context, tx *store.Tx, networ
 // BottomView is what a sync job needs to know about one network in one pod,
 // read in one snapshot.
 type BottomView struct {
-	Pod api.Pod
+	Pod model.Pod
 	// Exists is false when the top network is gone.
 	Exists  bool
-	Network api.Network
+	Network model.Network
 	// Segment is the pod's segment; HasSegment is false when the network has
 	// no port in the pod.
-	Segment    api.Segment
+	Segment    model.Segment
 	HasSegment bool
-	Subnets    []api.Subnet
-	Ports      []api.Port // the network's ports in the pod
-	Routes     []api.Route
+	Subnets    []model.Subnet
+	Ports      []model.Port // the network's ports in the pod
+	Routes     []model.Route
 }
 
 // BottomView reads the top state of networkID in podID.
@@ -94,7 +94,7 @@ func (s *Service) BottomView(ctx context.Context, networkID, podID string) (Bott
 		if v.Pod, err = tx.GetPod(ctx, podID); err != nil {
 			return err
 		}
-		if v.Routes, err = tx.Routes(ctx, store.RouteFilter{NetworkID: networkID, PodID: podID}); err != nil {
+		if v.Routes, err = tx.Routes(ctx, model.RouteFilter{NetworkID: networkID, PodID: podID}); err != nil {
 			return err
 		}
 		v.Network, err = tx.GetNetwork(ctx, networkID)
@@ -113,12 +113,12 @@ func (s *Service) BottomView(ctx context.Context, networkID, podID string) (Bott
 				v.Segment, v.HasSegment = g, true
 			}
 		}
-		subs, err := tx.ListSubnets(ctx, store.SubnetFilter{NetworkID: networkID}, store.Page{Limit: 10000})
+		subs, err := tx.ListSubnets(ctx, model.SubnetFilter{NetworkID: networkID}, model.Page{Limit: 10000})
 		if err != nil {
 			return err
 		}
 		v.Subnets = subs.Items
-		ports, err := tx.ListPorts(ctx, store.PortFilter{NetworkID: networkID, PodID: podID}, store.Page{Limit: 10000})
+		ports, err := tx.ListPorts(ctx, model.PortFilter{NetworkID: networkID, PodID: podID}, model.Page{Limit: 10000})
 		if err != nil {
 			return err
 		}
@@ -129,7 +129,7 @@ func (s *Service) BottomView(ctx context.Context, networkID, podID string) (Bott
 }
 
 // PutRoutes records routes (top id -> bottom id in a pod).
-func (s *Service) PutRoutes(ctx context.Context, routes ...api.Route) error {
+func (s *Service) PutRoutes(ctx context.Context, routes ...model.Route) error {
 	if len(routes) == 0 {
 		return nil
 	}
@@ -147,7 +147,7 @@ func (s *Service) PutRoutes(ctx context.Context, routes ...api.Route) error {
 }
 
 // DeleteRoutes forgets routes.
-func (s *Service) DeleteRoutes(ctx context.Context, routes ...api.Route) error {
+func (s *Service) DeleteRoutes(ctx context.Context, routes ...model.Route) error {
 	if len(routes) == 0 {
 		return nil
 	}
@@ -162,13 +162,13 @@ func (s *Service) DeleteRoutes(ctx context.Context, routes ...api.Route) error {
 }
 
 // ListRoutes lists routes of a top resource and/or a pod.
-func (s *Service) ListRoutes(ctx context.Context, f store.RouteFilter) (rs []api.Route, err error) {
+func (s *Service) ListRoutes(ctx context.Context, f model.RouteFilter) (rs []model.Route, err error) {
 	err = s.read(ctx, func(tx *store.Tx) error { rs, err = tx.Routes(ctx, f); return err })
 	return rs, err
 }
 
 // EnqueueJob asks for a run of a job (deduplicated per type, resource, pod).
-func (s *Service) EnqueueJob(ctx context.Context, typ, resource, podID string) (j api.Job, err error) {
+func (s *Service) EnqueueJob(ctx context.Context, typ, resource, podID string) (j model.Job, err error) {
 	if err := checkID("type", typ); err != nil {
 		return j, err
 	}
@@ -180,15 +180,15 @@ func (s *Service) EnqueueJob(ctx context.Context, typ, resource, podID string) (
 }
 
 // GetJob returns a job.
-func (s *Service) GetJob(ctx context.Context, id string) (j api.Job, err error) {
+func (s *Service) GetJob(ctx context.Context, id string) (j model.Job, err error) {
 	err = s.read(ctx, func(tx *store.Tx) error { j, err = tx.GetJob(ctx, id); return err })
 	return j, err
 }
 
 // ListJobs lists jobs.
-func (s *Service) ListJobs(ctx context.Context, f store.JobFilter, pg store.Page) (l api.List[api.Job], err error) {
+func (s *Service) ListJobs(ctx context.Context, f model.JobFilter, pg model.Page) (l model.List[model.Job], err error) {
 	switch f.State {
-	case "", api.JobNew, api.JobRunning, api.JobSuccess, api.JobFailed:
+	case "", model.JobNew, model.JobRunning, model.JobSuccess, model.JobFailed:
 	default:
 		return l, invalid("state", "%q must be new, running, success or failed", f.State)
 	}
@@ -198,7 +198,7 @@ func (s *Service) ListJobs(ctx context.Context, f store.JobFilter, pg store.Page
 
 // RetryJob makes a job due now with its attempts reset (a running job runs
 // once more when it ends).
-func (s *Service) RetryJob(ctx context.Context, id string) (j api.Job, err error) {
+func (s *Service) RetryJob(ctx context.Context, id string) (j model.Job, err error) {
 	err = s.write(ctx, func(tx *store.Tx) error { j, err = tx.RetryJob(ctx, id, s.now()); return err })
 	return j, err
 }
@@ -232,7 +232,7 @@ func ReservedPortID(kind, networkID, podID string) string {
 
 // IsReserved reports whether p is a port the brain reserved for itself in
 // its pod (not a port of a VM or a driver).
-func IsReserved(p api.Port) bool {
+func IsReserved(p model.Port) bool {
 	return p.ID == ReservedPortID(ReservedDHCP, p.NetworkID, p.PodID) || p.ID == ReservedPortID(ReservedGateway, p.NetworkID, p.PodID)
 }
 
@@ -244,24 +244,24 @@ func IsReserved(p api.Port) bool {
 // network holds in any pod, in one write transaction: two pods never get
 // the same IP. The MAC is random in fa:16:3e (Neutron's prefix), unique in
 // the network. Called by the sync job itself, it enqueues no job.
-func (s *Service) ReservePort(ctx context.Context, kind, networkID, podID string) (api.Port, error) {
+func (s *Service) ReservePort(ctx context.Context, kind, networkID, podID string) (model.Port, error) {
 	owner := map[string]string{ReservedDHCP: "network:dhcp", ReservedGateway: "network:router_interface_distributed"}[kind]
 	if owner == "" {
-		return api.Port{}, invalid("kind", "%q is not dhcp or gateway", kind)
+		return model.Port{}, invalid("kind", "%q is not dhcp or gateway", kind)
 	}
 	id := ReservedPortID(kind, networkID, podID)
-	var out api.Port
+	var out model.Port
 	err := s.write(ctx, func(tx *store.Tx) error {
-		subs, err := tx.ListSubnets(ctx, store.SubnetFilter{NetworkID: networkID}, store.Page{Limit: 10000})
+		subs, err := tx.ListSubnets(ctx, model.SubnetFilter{NetworkID: networkID}, model.Page{Limit: 10000})
 		if err != nil {
 			return err
 		}
-		ports, err := tx.ListPorts(ctx, store.PortFilter{NetworkID: networkID}, store.Page{Limit: 100000})
+		ports, err := tx.ListPorts(ctx, model.PortFilter{NetworkID: networkID}, model.Page{Limit: 100000})
 		if err != nil {
 			return err
 		}
 		used := map[netip.Addr]bool{}
-		var have *api.Port
+		var have *model.Port
 		for i, p := range ports.Items {
 			if p.ID == id {
 				have = &ports.Items[i]
@@ -272,7 +272,7 @@ func (s *Service) ReservePort(ctx context.Context, kind, networkID, podID string
 				}
 			}
 		}
-		p := api.Port{ID: id, NetworkID: networkID, PodID: podID, DeviceOwner: owner, IPs: []string{}, CreatedAt: s.now()}
+		p := model.Port{ID: id, NetworkID: networkID, PodID: podID, DeviceOwner: owner, IPs: []string{}, CreatedAt: s.now()}
 		if have != nil {
 			p = *have
 		}

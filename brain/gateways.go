@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 
-	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/brain/model"
 	"github.com/l2span/l2span/brain/store"
 )
 
 // RegisterGateway records (or refreshes) an agent as a gateway of its pod.
-func (s *Service) RegisterGateway(ctx context.Context, g api.Gateway) (api.Gateway, error) {
+func (s *Service) RegisterGateway(ctx context.Context, g model.Gateway) (model.Gateway, error) {
 	if err := checkID("id", g.ID); err != nil {
 		return g, err
 	}
@@ -49,13 +49,13 @@ func (s *Service) DeleteGateway(ctx context.Context, id string) error {
 }
 
 // GetGateway returns a gateway.
-func (s *Service) GetGateway(ctx context.Context, id string) (g api.Gateway, err error) {
+func (s *Service) GetGateway(ctx context.Context, id string) (g model.Gateway, err error) {
 	err = s.read(ctx, func(tx *store.Tx) error { g, err = tx.GetGateway(ctx, id); return err })
 	return g, err
 }
 
 // ListGateways lists gateways.
-func (s *Service) ListGateways(ctx context.Context, f store.GatewayFilter, pg store.Page) (l api.List[api.Gateway], err error) {
+func (s *Service) ListGateways(ctx context.Context, f model.GatewayFilter, pg model.Page) (l model.List[model.Gateway], err error) {
 	err = s.read(ctx, func(tx *store.Tx) error { l, err = tx.ListGateways(ctx, f, pg); return err })
 	return l, err
 }

@@ -2,12 +2,11 @@ package brain
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"sync"
 	"time"
 
-	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/brain/state"
 )
 
 // Hub tells watchers that the revision moved and computes each pod's delta
@@ -34,7 +33,7 @@ type deltaKey struct {
 
 type delta struct {
 	ready chan struct{}
-	ev    api.WatchEvent
+	ev    state.Event
 	line  []byte
 	err   error
 	made  time.Time
@@ -120,8 +119,9 @@ func (h *Hub) Run(ctx context.Context, keep int64) {
 }
 
 // Delta returns the pod's changes after since, computed once for every
-// watcher asking at the same point, with the event encoded as one line.
-func (h *Hub) Delta(ctx context.Context, pod string, since, upTo int64) (api.WatchEvent, []byte, error) {
+// watcher asking at the same point, with the event encoded once by encode
+// (the first asker's) for all of them.
+func (h *Hub) Delta(ctx context.Context, pod string, since, upTo int64, encode func(state.Event) ([]byte, error)) (state.Event, []byte, error) {
 	key := deltaKey{pod, since, upTo}
 	h.mu.Lock()
 	d, ok := h.deltas[key]
@@ -137,8 +137,7 @@ func (h *Hub) Delta(ctx context.Context, pod string, since, upTo int64) (api.Wat
 		d.ev, d.err = h.svc.PodDelta(cctx, pod, since)
 		cancel()
 		if d.err == nil {
-			d.line, d.err = json.Marshal(d.ev)
-			d.line = append(d.line, '\n')
+			d.line, d.err = encode(d.ev)
 		}
 		if d.err != nil {
 			h.mu.Lock()
@@ -150,7 +149,7 @@ func (h *Hub) Delta(ctx context.Context, pod string, since, upTo int64) (api.Wat
 	select {
 	case <-d.ready:
 	case <-ctx.Done():
-		return api.WatchEvent{}, nil, ctx.Err()
+		return state.Event{}, nil, ctx.Err()
 	}
 	return d.ev, d.line, d.err
 }

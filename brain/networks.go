@@ -3,19 +3,18 @@ package brain
 import (
 	"context"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/google/uuid"
 
-	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/brain/model"
 	"github.com/l2span/l2span/brain/store"
 )
 
 // CreateNetwork creates a top network and allocates its segmentation id.
-func (s *Service) CreateNetwork(ctx context.Context, req api.NetworkCreate) (api.Network, error) {
-	n := api.Network{ID: uuid.NewString(), Name: req.Name, Type: req.Type, External: req.External, GatewayPerPod: req.GatewayPerPod, CreatedAt: s.now()}
+func (s *Service) CreateNetwork(ctx context.Context, req NetworkCreate) (model.Network, error) {
+	n := model.Network{ID: uuid.NewString(), Name: req.Name, Type: req.Type, External: req.External, GatewayPerPod: req.GatewayPerPod, CreatedAt: s.now()}
 	if len(req.Name) > 255 {
 		return n, invalid("name", "must be at most 255 characters")
 	}
@@ -63,24 +62,22 @@ func (s *Service) CreateNetwork(ctx context.Context, req api.NetworkCreate) (api
 			}
 		}
 		if n.SegmentationID != 0 {
-			// Persist the allocated id on the network row.
-			if _, err := tx.Exec(ctx, `UPDATE networks SET segmentation_id = ?, physical_network = ? WHERE id = ?`,
-				n.SegmentationID, n.PhysicalNetwork, n.ID); err != nil {
-				return fmt.Errorf("store segmentation id of %s: %w", n.ID, err)
+			if err := tx.SetSegmentation(ctx, n.ID, n.SegmentationID, n.PhysicalNetwork); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return api.Network{}, err
+		return model.Network{}, err
 	}
-	n.Segments = []api.Segment{}
+	n.Segments = []model.Segment{}
 	return n, nil
 }
 
 // UpdateNetwork renames a network; az_hints cannot change after create.
-func (s *Service) UpdateNetwork(ctx context.Context, id string, u api.NetworkUpdate) (api.Network, error) {
-	var out api.Network
+func (s *Service) UpdateNetwork(ctx context.Context, id string, u NetworkUpdate) (model.Network, error) {
+	var out model.Network
 	if u.Name != nil && len(*u.Name) > 255 {
 		return out, invalid("name", "must be at most 255 characters")
 	}
@@ -120,7 +117,7 @@ func (s *Service) DeleteNetwork(ctx context.Context, id string) error {
 		}
 		// Ports the brain reserved for itself (a pod's DHCP or gateway
 		// port) go with the network; any other port blocks the delete.
-		ports, err := tx.ListPorts(ctx, store.PortFilter{NetworkID: id}, store.Page{Limit: 100000})
+		ports, err := tx.ListPorts(ctx, model.PortFilter{NetworkID: id}, model.Page{Limit: 100000})
 		if err != nil {
 			return err
 		}
@@ -144,8 +141,8 @@ func (s *Service) DeleteNetwork(ctx context.Context, id string) error {
 				return err
 			}
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM subnets WHERE network_id = ?`, id); err != nil {
-			return fmt.Errorf("delete subnets of %s: %w", id, err)
+		if err := tx.DeleteSubnetsOf(ctx, id); err != nil {
+			return err
 		}
 		tx.Changed(id)
 		return tx.DeleteNetwork(ctx, id)
@@ -153,7 +150,7 @@ func (s *Service) DeleteNetwork(ctx context.Context, id string) error {
 }
 
 // GetNetwork returns a network with its segments.
-func (s *Service) GetNetwork(ctx context.Context, id string) (n api.Network, err error) {
+func (s *Service) GetNetwork(ctx context.Context, id string) (n model.Network, err error) {
 	err = s.read(ctx, func(tx *store.Tx) error {
 		if n, err = tx.GetNetwork(ctx, id); err != nil {
 			return err
@@ -165,21 +162,22 @@ func (s *Service) GetNetwork(ctx context.Context, id string) (n api.Network, err
 }
 
 // ListNetworks lists networks with their segments.
-func (s *Service) ListNetworks(ctx context.Context, f store.NetworkFilter, pg store.Page) (l api.List[api.Network], err error) {
+func (s *Service) ListNetworks(ctx context.Context, f model.NetworkFilter, pg model.Page) (l model.List[model.Network], err error) {
 	err = s.read(ctx, func(tx *store.Tx) error {
 		if l, err = tx.ListNetworks(ctx, f, pg); err != nil {
 			return err
 		}
 		ids := make([]string, len(l.Items))
+		index := make(map[string]int, len(l.Items))
 		for i, n := range l.Items {
-			ids[i] = n.ID
+			ids[i], index[n.ID] = n.ID, i
 		}
 		segs, err := tx.SegmentsOf(ctx, ids)
 		if err != nil {
 			return err
 		}
-		for i := range l.Items {
-			l.Items[i].Segments = segs[l.Items[i].ID]
+		for _, g := range segs {
+			l.Items[index[g.NetworkID]].Segments = append(l.Items[index[g.NetworkID]].Segments, g)
 		}
 		return nil
 	})
@@ -187,7 +185,7 @@ func (s *Service) ListNetworks(ctx context.Context, f store.NetworkFilter, pg st
 }
 
 // ListSegments returns a network's segments.
-func (s *Service) ListSegments(ctx context.Context, networkID string) (segs []api.Segment, err error) {
+func (s *Service) ListSegments(ctx context.Context, networkID string) (segs []model.Segment, err error) {
 	err = s.read(ctx, func(tx *store.Tx) error {
 		if _, err := tx.GetNetwork(ctx, networkID); err != nil {
 			return err
@@ -200,20 +198,20 @@ func (s *Service) ListSegments(ctx context.Context, networkID string) (segs []ap
 
 // ReportSegment records the bottom segment a pod chose for a
 // mixed_vlan_vxlan network.
-func (s *Service) ReportSegment(ctx context.Context, networkID string, r api.SegmentReport) (api.Segment, error) {
-	var out api.Segment
+func (s *Service) ReportSegment(ctx context.Context, networkID string, r SegmentReport) (model.Segment, error) {
+	var out model.Segment
 	if err := checkID("pod_id", r.PodID); err != nil {
 		return out, err
 	}
 	switch r.NetworkType {
-	case api.SegmentVLAN:
+	case model.SegmentVLAN:
 		if r.SegmentationID < MinVLAN || r.SegmentationID > MaxVLAN {
 			return out, invalid("segmentation_id", "VLAN id %d is outside %d-%d", r.SegmentationID, MinVLAN, MaxVLAN)
 		}
 		if r.PhysicalNetwork == "" {
 			return out, invalid("physical_network", "is required for a vlan segment")
 		}
-	case api.SegmentVXLAN:
+	case model.SegmentVXLAN:
 		if r.SegmentationID < MinVNI || r.SegmentationID > MaxVNI {
 			return out, invalid("segmentation_id", "VNI %d is outside %d-%d", r.SegmentationID, MinVNI, MaxVNI)
 		}
@@ -226,14 +224,14 @@ func (s *Service) ReportSegment(ctx context.Context, networkID string, r api.Seg
 		if err != nil {
 			return err
 		}
-		if n.Type != api.TypeMixedVLANVXLAN {
+		if n.Type != model.TypeMixedVLANVXLAN {
 			return conflict("network_type", "network %s is %s: only mixed_vlan_vxlan networks take reported segments", networkID, n.Type)
 		}
 		segs, err := tx.Segments(ctx, networkID)
 		if err != nil {
 			return err
 		}
-		idx := slices.IndexFunc(segs, func(g api.Segment) bool { return g.PodID == r.PodID })
+		idx := slices.IndexFunc(segs, func(g model.Segment) bool { return g.PodID == r.PodID })
 		if idx < 0 {
 			return conflict("pod_id", "network %s has not spread to pod %s (no port is bound there)", networkID, r.PodID)
 		}

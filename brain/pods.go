@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 
-	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/brain/model"
 	"github.com/l2span/l2span/brain/store"
 )
 
 // CreatePod registers a pod.
-func (s *Service) CreatePod(ctx context.Context, p api.Pod) (api.Pod, error) {
+func (s *Service) CreatePod(ctx context.Context, p model.Pod) (model.Pod, error) {
 	if err := checkID("id", p.ID); err != nil {
 		return p, err
 	}
@@ -32,7 +32,7 @@ func (s *Service) CreatePod(ctx context.Context, p api.Pod) (api.Pod, error) {
 			return err
 		}
 		if p.DVRBaseMAC != "" {
-			tx.Changed(store.AllNetworks)
+			tx.Changed(model.AllNetworks)
 		}
 		return nil
 	})
@@ -40,8 +40,8 @@ func (s *Service) CreatePod(ctx context.Context, p api.Pod) (api.Pod, error) {
 }
 
 // UpdatePod changes a pod's region, dvr_base_mac or neutron_url; its AZ is fixed.
-func (s *Service) UpdatePod(ctx context.Context, p api.Pod) (api.Pod, error) {
-	var out api.Pod
+func (s *Service) UpdatePod(ctx context.Context, p model.Pod) (model.Pod, error) {
+	var out model.Pod
 	dvr, err := normalizeDVRBaseMAC(p.DVRBaseMAC)
 	if err != nil {
 		return out, err
@@ -58,7 +58,7 @@ func (s *Service) UpdatePod(ctx context.Context, p api.Pod) (api.Pod, error) {
 			return conflict("az", "a pod's availability zone cannot change (pod %s is in %s)", cur.ID, cur.AZ)
 		}
 		if dvr != cur.DVRBaseMAC {
-			tx.Changed(store.AllNetworks)
+			tx.Changed(model.AllNetworks)
 		}
 		cur.Region, cur.DVRBaseMAC, cur.NeutronURL = p.Region, dvr, p.NeutronURL
 		out = cur
@@ -79,20 +79,20 @@ func (s *Service) DeletePod(ctx context.Context, id string) error {
 			return conflict("id", "pod %s still has ports, segments or gateways", id)
 		}
 		if pod.DVRBaseMAC != "" {
-			tx.Changed(store.AllNetworks)
+			tx.Changed(model.AllNetworks)
 		}
 		return err
 	})
 }
 
 // GetPod returns a pod.
-func (s *Service) GetPod(ctx context.Context, id string) (p api.Pod, err error) {
+func (s *Service) GetPod(ctx context.Context, id string) (p model.Pod, err error) {
 	err = s.read(ctx, func(tx *store.Tx) error { p, err = tx.GetPod(ctx, id); return err })
 	return p, err
 }
 
 // ListPods lists pods.
-func (s *Service) ListPods(ctx context.Context, f store.PodFilter, pg store.Page) (l api.List[api.Pod], err error) {
+func (s *Service) ListPods(ctx context.Context, f model.PodFilter, pg model.Page) (l model.List[model.Pod], err error) {
 	err = s.read(ctx, func(tx *store.Tx) error { l, err = tx.ListPods(ctx, f, pg); return err })
 	return l, err
 }

@@ -2,15 +2,14 @@ package brain
 
 import (
 	"context"
-	"slices"
 
-	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/brain/state"
 	"github.com/l2span/l2span/brain/store"
 )
 
 // PodState computes a pod's full desired state at one revision.
-func (s *Service) PodState(ctx context.Context, podID string) (api.PodState, error) {
-	var st api.PodState
+func (s *Service) PodState(ctx context.Context, podID string) (state.PodState, error) {
+	var st state.PodState
 	err := s.read(ctx, func(tx *store.Tx) error {
 		var err error
 		st, err = podState(ctx, tx, podID)
@@ -19,30 +18,56 @@ func (s *Service) PodState(ctx context.Context, podID string) (api.PodState, err
 	return st, err
 }
 
-func podState(ctx context.Context, tx *store.Tx, podID string) (api.PodState, error) {
-	st := api.PodState{PodID: podID}
+func podState(ctx context.Context, tx *store.Tx, podID string) (state.PodState, error) {
 	if _, err := tx.GetPod(ctx, podID); err != nil {
-		return st, err
+		return state.PodState{PodID: podID}, err
 	}
-	var err error
-	if st.Revision, err = tx.Revision(ctx); err != nil {
-		return st, err
+	rev, err := tx.Revision(ctx)
+	if err != nil {
+		return state.PodState{PodID: podID}, err
 	}
-	if st.Networks, err = tx.NetworkStates(ctx, podID, nil); err != nil {
-		return st, err
+	nets, err := networkRows(ctx, tx, podID, nil)
+	if err != nil {
+		return state.PodState{PodID: podID}, err
 	}
-	if st.Networks == nil {
-		st.Networks = []api.NetworkState{}
+	pods, err := tx.PodsWithDVRBaseMAC(ctx)
+	if err != nil {
+		return state.PodState{PodID: podID}, err
 	}
-	st.DVRBaseMACs, err = tx.DVRBaseMACs(ctx, podID)
-	return st, err
+	return state.Pod(podID, rev, nets, pods), nil
+}
+
+// networkRows reads what the projection needs of the overlay networks that
+// have a segment in podID (only those among only, when only is not nil).
+func networkRows(ctx context.Context, tx *store.Tx, podID string, only []string) ([]state.NetworkRows, error) {
+	nets, err := tx.NetworksInPod(ctx, podID, state.OverlayTypes, only)
+	if err != nil || len(nets) == 0 {
+		return nil, err
+	}
+	ids := make([]string, len(nets))
+	for i, n := range nets {
+		ids[i] = n.ID
+	}
+	segs, err := tx.SegmentsOf(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	ports, err := tx.PortsOf(ctx, ids, podID)
+	if err != nil {
+		return nil, err
+	}
+	subnets, err := tx.SubnetsOf(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	return state.Group(nets, segs, ports, subnets), nil
 }
 
 // PodDelta returns what changed for podID after since: an update event, a
 // snapshot event when the change log no longer reaches since or a pod-wide
-// change happened, or an event with no networks when nothing changed.
-func (s *Service) PodDelta(ctx context.Context, podID string, since int64) (api.WatchEvent, error) {
-	var ev api.WatchEvent
+// change happened, or an update with no networks when nothing changed.
+func (s *Service) PodDelta(ctx context.Context, podID string, since int64) (state.Event, error) {
+	var ev state.Event
 	err := s.read(ctx, func(tx *store.Tx) error {
 		rev, err := tx.Revision(ctx)
 		if err != nil {
@@ -52,29 +77,22 @@ func (s *Service) PodDelta(ctx context.Context, podID string, since int64) (api.
 		if err != nil {
 			return err
 		}
-		if expired || since > rev || slices.Contains(ids, store.AllNetworks) {
+		changes := state.Changes{Since: since, Revision: rev, NetworkIDs: ids, Expired: expired}
+		if changes.NeedsSnapshot() {
 			st, err := podState(ctx, tx, podID)
 			if err != nil {
 				return err
 			}
-			ev = api.WatchEvent{Type: api.EventSnapshot, Revision: st.Revision, State: &st}
+			ev = state.SnapshotOf(st)
 			return nil
 		}
-		ev = api.WatchEvent{Type: api.EventUpdate, Revision: rev}
-		if len(ids) == 0 {
-			return nil
-		}
-		states, err := tx.NetworkStates(ctx, podID, ids)
-		if err != nil {
-			return err
-		}
-		ev.Networks = states
-		for _, id := range ids {
-			if !slices.ContainsFunc(states, func(n api.NetworkState) bool { return n.NetworkID == id }) {
-				ev.Removed = append(ev.Removed, id)
+		var rows []state.NetworkRows
+		if len(ids) > 0 {
+			if rows, err = networkRows(ctx, tx, podID, ids); err != nil {
+				return err
 			}
 		}
-		slices.Sort(ev.Removed)
+		ev = state.Delta(podID, changes, rows)
 		return nil
 	})
 	return ev, err

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"sync"
 
-	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/brain/model"
 	"github.com/l2span/l2span/brain/store"
 )
 
@@ -29,12 +29,12 @@ type portCommitter struct {
 
 type portRequest struct {
 	ctx  context.Context
-	port api.Port
+	port model.Port
 	done chan portResult
 }
 
 type portResult struct {
-	port api.Port
+	port model.Port
 	err  error
 }
 
@@ -81,7 +81,7 @@ func (s *Service) Close() {
 
 // CreatePort binds a port in a pod, spreading the network there if needed.
 // Concurrent calls are committed together; each succeeds or fails alone.
-func (s *Service) CreatePort(ctx context.Context, req api.PortCreate) (api.Port, error) {
+func (s *Service) CreatePort(ctx context.Context, req PortCreate) (model.Port, error) {
 	p, err := s.checkPort(req)
 	if err != nil {
 		return p, err
@@ -91,15 +91,15 @@ func (s *Service) CreatePort(ctx context.Context, req api.PortCreate) (api.Port,
 	running, queue, loopDone := c.running, c.queue, c.done
 	c.mu.Unlock()
 	if !running {
-		return api.Port{}, ErrNotStarted
+		return model.Port{}, ErrNotStarted
 	}
 	r := portRequest{ctx: ctx, port: p, done: make(chan portResult, 1)}
 	select {
 	case queue <- r:
 	case <-ctx.Done():
-		return api.Port{}, ctx.Err()
+		return model.Port{}, ctx.Err()
 	case <-loopDone:
-		return api.Port{}, ErrNotStarted
+		return model.Port{}, ErrNotStarted
 	}
 	// Once queued the port may be committed even if the caller goes away;
 	// wait for the outcome so the answer is the truth.
@@ -112,7 +112,7 @@ func (s *Service) CreatePort(ctx context.Context, req api.PortCreate) (api.Port,
 		case res := <-r.done:
 			return res.port, res.err
 		default:
-			return api.Port{}, ErrNotStarted
+			return model.Port{}, ErrNotStarted
 		}
 	}
 }

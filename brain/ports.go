@@ -9,16 +9,16 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/brain/model"
 	"github.com/l2span/l2span/brain/store"
 )
 
 // names the failing element as ports[i].field.
-func (s *Service) CreatePorts(ctx context.Context, reqs []api.PortCreate) ([]api.Port, error) {
+func (s *Service) CreatePorts(ctx context.Context, reqs []PortCreate) ([]model.Port, error) {
 	if len(reqs) == 0 {
 		return nil, invalid("ports", "at least one port is required")
 	}
-	ports := make([]api.Port, len(reqs))
+	ports := make([]model.Port, len(reqs))
 	for i, r := range reqs {
 		p, err := s.checkPort(r)
 		if err != nil {
@@ -55,8 +55,8 @@ func elementError(err error, i, n int) error {
 	return err
 }
 
-func (s *Service) checkPort(r api.PortCreate) (api.Port, error) {
-	p := api.Port{ID: r.ID, NetworkID: r.NetworkID, PodID: r.PodID, DeviceOwner: r.DeviceOwner, CreatedAt: s.now()}
+func (s *Service) checkPort(r PortCreate) (model.Port, error) {
+	p := model.Port{ID: r.ID, NetworkID: r.NetworkID, PodID: r.PodID, DeviceOwner: r.DeviceOwner, CreatedAt: s.now()}
 	if p.ID == "" {
 		p.ID = uuid.NewString()
 	} else if err := checkID("id", p.ID); err != nil {
@@ -89,7 +89,7 @@ func (s *Service) checkPort(r api.PortCreate) (api.Port, error) {
 
 // portNetwork caches what a transaction learned about a network.
 type portNetwork struct {
-	net     api.Network
+	net     model.Network
 	subnets []netip.Prefix
 	pods    map[string]bool // pods with a segment
 }
@@ -105,7 +105,7 @@ func (s *Service) loadPortNetwork(ctx context.Context, tx *store.Tx, networkID s
 		return nil, err
 	}
 	pn := &portNetwork{net: n, pods: map[string]bool{}}
-	subs, err := tx.ListSubnets(ctx, store.SubnetFilter{NetworkID: n.ID}, store.Page{Limit: 10000})
+	subs, err := tx.ListSubnets(ctx, model.SubnetFilter{NetworkID: n.ID}, model.Page{Limit: 10000})
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +157,7 @@ func (s *Service) spreadTo(ctx context.Context, tx *store.Tx, pn *portNetwork, p
 	return nil
 }
 
-func (s *Service) insertPort(ctx context.Context, tx *store.Tx, p *api.Port, cache map[string]*portNetwork) error {
+func (s *Service) insertPort(ctx context.Context, tx *store.Tx, p *model.Port, cache map[string]*portNetwork) error {
 	pn, err := s.loadPortNetwork(ctx, tx, p.NetworkID, cache)
 	if err != nil {
 		return err
@@ -184,7 +184,7 @@ func (s *Service) insertPort(ctx context.Context, tx *store.Tx, p *api.Port, cac
 }
 
 // inScope checks that pod is inside the network's AZ scope.
-func inScope(n api.Network, pod api.Pod) error {
+func inScope(n model.Network, pod model.Pod) error {
 	if len(n.AZHints) == 0 {
 		return nil
 	}
@@ -229,8 +229,8 @@ func (s *Service) DeletePort(ctx context.Context, id string) error {
 // its IPs, or clears its duplicate mark. Each move bumps the port's mobility
 // sequence; a move carrying an older sequence is refused; a MAC that moves
 // DupMoves times within DupWindow is frozen where it is and reported.
-func (s *Service) UpdatePort(ctx context.Context, id string, u api.PortUpdate) (api.Port, error) {
-	var out api.Port
+func (s *Service) UpdatePort(ctx context.Context, id string, u PortUpdate) (model.Port, error) {
+	var out model.Port
 	var frozen *Error
 	var ips []string
 	if u.IPs != nil {
@@ -318,7 +318,7 @@ func (s *Service) UpdatePort(ctx context.Context, id string, u api.PortUpdate) (
 }
 
 // checkIPs checks that a port's IPs lie in its network's subnets.
-func (s *Service) checkIPs(ctx context.Context, tx *store.Tx, p api.Port, cache map[string]*portNetwork) error {
+func (s *Service) checkIPs(ctx context.Context, tx *store.Tx, p model.Port, cache map[string]*portNetwork) error {
 	pn, err := s.loadPortNetwork(ctx, tx, p.NetworkID, cache)
 	if err != nil {
 		return err
@@ -337,7 +337,7 @@ func (s *Service) checkIPs(ctx context.Context, tx *store.Tx, p api.Port, cache 
 
 // movePort spreads the network to the new pod (checking scope) and takes
 // the old pod's segment away when the port was its last.
-func (s *Service) movePort(ctx context.Context, tx *store.Tx, p *api.Port, to string) error {
+func (s *Service) movePort(ctx context.Context, tx *store.Tx, p *model.Port, to string) error {
 	cache := map[string]*portNetwork{}
 	pn, err := s.loadPortNetwork(ctx, tx, p.NetworkID, cache)
 	if err != nil {
@@ -366,7 +366,7 @@ func (s *Service) movePort(ctx context.Context, tx *store.Tx, p *api.Port, to st
 }
 
 // GetPort returns a port.
-func (s *Service) GetPort(ctx context.Context, id string) (p api.Port, err error) {
+func (s *Service) GetPort(ctx context.Context, id string) (p model.Port, err error) {
 	err = s.read(ctx, func(tx *store.Tx) error { p, err = tx.GetPort(ctx, id); return err })
 	p.Reserved = IsReserved(p)
 	return p, err
@@ -379,7 +379,7 @@ func (s *Service) CountDuplicates(ctx context.Context) (n int, err error) {
 }
 
 // ListPorts lists ports.
-func (s *Service) ListPorts(ctx context.Context, f store.PortFilter, pg store.Page) (l api.List[api.Port], err error) {
+func (s *Service) ListPorts(ctx context.Context, f model.PortFilter, pg model.Page) (l model.List[model.Port], err error) {
 	if f.MAC != "" {
 		if f.MAC, err = NormalizeMAC("mac", f.MAC); err != nil {
 			return l, err

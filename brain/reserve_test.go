@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/brain/model"
 	"github.com/l2span/l2span/brain/store"
 	"github.com/l2span/l2span/test/pgtest"
 )
@@ -32,18 +32,18 @@ func TestReservePortRetriesATakenMAC(t *testing.T) {
 			s := NewService(st, Config{VNIRanges: []VNIRange{{Min: 5000, Max: 5009}}}, nil)
 			s.Start(ctx)
 			defer s.Close()
-			if _, err := s.CreatePod(ctx, api.Pod{ID: "pod1", AZ: "az1"}); err != nil {
+			if _, err := s.CreatePod(ctx, model.Pod{ID: "pod1", AZ: "az1"}); err != nil {
 				t.Fatal(err)
 			}
-			n, err := s.CreateNetwork(ctx, api.NetworkCreate{Name: "n", Type: api.TypeSharedVXLAN})
+			n, err := s.CreateNetwork(ctx, NetworkCreate{Name: "n", Type: model.TypeSharedVXLAN})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := s.CreateSubnet(ctx, api.Subnet{NetworkID: n.ID, CIDR: "203.0.113.0/24", GatewayIP: "203.0.113.1"}); err != nil {
+			if _, err := s.CreateSubnet(ctx, model.Subnet{NetworkID: n.ID, CIDR: "203.0.113.0/24", GatewayIP: "203.0.113.1"}); err != nil {
 				t.Fatal(err)
 			}
 			const taken = "fa:16:3e:00:00:01"
-			if _, err := s.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: "pod1", MAC: taken, IPs: []string{"203.0.113.10"}}); err != nil {
+			if _, err := s.CreatePort(ctx, PortCreate{NetworkID: n.ID, PodID: "pod1", MAC: taken, IPs: []string{"203.0.113.10"}}); err != nil {
 				t.Fatal(err)
 			}
 			draws := []string{taken, "fa:16:3e:00:00:02"}

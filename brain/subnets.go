@@ -7,12 +7,12 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/brain/model"
 	"github.com/l2span/l2span/brain/store"
 )
 
 // CreateSubnet adds a subnet to a network.
-func (s *Service) CreateSubnet(ctx context.Context, sn api.Subnet) (api.Subnet, error) {
+func (s *Service) CreateSubnet(ctx context.Context, sn model.Subnet) (model.Subnet, error) {
 	sn.ID = uuid.NewString()
 	sn.CreatedAt = s.now()
 	if sn.NetworkID == "" {
@@ -42,7 +42,7 @@ func (s *Service) CreateSubnet(ctx context.Context, sn api.Subnet) (api.Subnet, 
 		} else if err != nil {
 			return err
 		}
-		existing, err := tx.ListSubnets(ctx, store.SubnetFilter{NetworkID: sn.NetworkID}, store.Page{Limit: 10000})
+		existing, err := tx.ListSubnets(ctx, model.SubnetFilter{NetworkID: sn.NetworkID}, model.Page{Limit: 10000})
 		if err != nil {
 			return err
 		}
@@ -77,13 +77,13 @@ func (s *Service) DeleteSubnet(ctx context.Context, id string) error {
 }
 
 // GetSubnet returns a subnet.
-func (s *Service) GetSubnet(ctx context.Context, id string) (sn api.Subnet, err error) {
+func (s *Service) GetSubnet(ctx context.Context, id string) (sn model.Subnet, err error) {
 	err = s.read(ctx, func(tx *store.Tx) error { sn, err = tx.GetSubnet(ctx, id); return err })
 	return sn, err
 }
 
 // ListSubnets lists subnets.
-func (s *Service) ListSubnets(ctx context.Context, f store.SubnetFilter, pg store.Page) (l api.List[api.Subnet], err error) {
+func (s *Service) ListSubnets(ctx context.Context, f model.SubnetFilter, pg model.Page) (l model.List[model.Subnet], err error) {
 	err = s.read(ctx, func(tx *store.Tx) error { l, err = tx.ListSubnets(ctx, f, pg); return err })
 	return l, err
 }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/brain/model"
 	"github.com/l2span/l2span/brain/store"
 )
 
@@ -13,22 +13,22 @@ import (
 // allocated at create, and what segment a pod gets when the network reaches it.
 type typeDriver interface {
 	// allocate sets n.SegmentationID (and n.PhysicalNetwork) inside tx.
-	allocate(ctx context.Context, tx *store.Tx, n *api.Network, req api.NetworkCreate) error
+	allocate(ctx context.Context, tx *store.Tx, n *model.Network, req NetworkCreate) error
 	// segment is the pod's segment when the first port is bound there.
-	segment(n api.Network, podID string) api.Segment
+	segment(n model.Network, podID string) model.Segment
 	// multiPod is false for networks that must stay in one pod.
 	multiPod() bool
 }
 
 func (s *Service) driver(typ string) (typeDriver, bool) {
 	switch typ {
-	case api.TypeLocal:
+	case model.TypeLocal:
 		return localDriver{}, true
-	case api.TypeSharedVLAN:
+	case model.TypeSharedVLAN:
 		return vlanDriver{ranges: s.cfg.VLANRanges}, true
-	case api.TypeSharedVXLAN:
+	case model.TypeSharedVXLAN:
 		return vxlanDriver{ranges: s.cfg.VNIRanges, mixed: false}, true
-	case api.TypeMixedVLANVXLAN:
+	case model.TypeMixedVLANVXLAN:
 		return vxlanDriver{ranges: s.cfg.VNIRanges, mixed: true}, true
 	}
 	return nil, false
@@ -44,12 +44,12 @@ func SegmentPhysicalNetwork(physnet, podID string) string {
 
 type localDriver struct{}
 
-func (localDriver) allocate(context.Context, *store.Tx, *api.Network, api.NetworkCreate) error {
+func (localDriver) allocate(context.Context, *store.Tx, *model.Network, NetworkCreate) error {
 	return nil
 }
 
-func (localDriver) segment(n api.Network, podID string) api.Segment {
-	return api.Segment{NetworkID: n.ID, PodID: podID, NetworkType: api.SegmentLocal}
+func (localDriver) segment(n model.Network, podID string) model.Segment {
+	return model.Segment{NetworkID: n.ID, PodID: podID, NetworkType: model.SegmentLocal}
 }
 
 func (localDriver) multiPod() bool { return false }
@@ -58,7 +58,7 @@ type vlanDriver struct{ ranges []VLANRange }
 
 func vlanPool(physnet string) string { return "vlan:" + physnet }
 
-func (d vlanDriver) allocate(ctx context.Context, tx *store.Tx, n *api.Network, req api.NetworkCreate) error {
+func (d vlanDriver) allocate(ctx context.Context, tx *store.Tx, n *model.Network, req NetworkCreate) error {
 	if req.SegmentationID != 0 {
 		if req.PhysicalNetwork == "" {
 			return invalid("physical_network", "is required with a requested segmentation_id on a shared_vlan network")
@@ -96,8 +96,8 @@ func (d vlanDriver) allocate(ctx context.Context, tx *store.Tx, n *api.Network, 
 	return conflict("segmentation_id", "no free VLAN id left in %s", strings.Join(tried, ", "))
 }
 
-func (vlanDriver) segment(n api.Network, podID string) api.Segment {
-	return api.Segment{NetworkID: n.ID, PodID: podID, NetworkType: api.SegmentVLAN,
+func (vlanDriver) segment(n model.Network, podID string) model.Segment {
+	return model.Segment{NetworkID: n.ID, PodID: podID, NetworkType: model.SegmentVLAN,
 		SegmentationID: n.SegmentationID, PhysicalNetwork: SegmentPhysicalNetwork(n.PhysicalNetwork, podID)}
 }
 
@@ -110,7 +110,7 @@ type vxlanDriver struct {
 
 const vniPool = "vni"
 
-func (d vxlanDriver) allocate(ctx context.Context, tx *store.Tx, n *api.Network, req api.NetworkCreate) error {
+func (d vxlanDriver) allocate(ctx context.Context, tx *store.Tx, n *model.Network, req NetworkCreate) error {
 	if req.PhysicalNetwork != "" {
 		return invalid("physical_network", "is not used by %s networks", n.Type)
 	}
@@ -142,12 +142,12 @@ func (d vxlanDriver) allocate(ctx context.Context, tx *store.Tx, n *api.Network,
 	return conflict("segmentation_id", "no free VNI left in %s", strings.Join(tried, ", "))
 }
 
-func (d vxlanDriver) segment(n api.Network, podID string) api.Segment {
+func (d vxlanDriver) segment(n model.Network, podID string) model.Segment {
 	if d.mixed {
 		// The pod chooses its bottom segment and reports it back.
-		return api.Segment{NetworkID: n.ID, PodID: podID}
+		return model.Segment{NetworkID: n.ID, PodID: podID}
 	}
-	return api.Segment{NetworkID: n.ID, PodID: podID, NetworkType: api.SegmentVXLAN, SegmentationID: n.SegmentationID}
+	return model.Segment{NetworkID: n.ID, PodID: podID, NetworkType: model.SegmentVXLAN, SegmentationID: n.SegmentationID}
 }
 
 func (vxlanDriver) multiPod() bool { return true }

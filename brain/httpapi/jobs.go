@@ -4,7 +4,7 @@ import (
 	"net/http"
 
 	"github.com/l2span/l2span/brain/api"
-	"github.com/l2span/l2span/brain/store"
+	"github.com/l2span/l2span/brain/model"
 )
 
 // registerJobs adds the durable jobs and the resource routing table.
@@ -15,22 +15,22 @@ func (s *Server) registerJobs() {
 			return nil, 0, err
 		}
 		q := r.URL.Query()
-		l, err := s.svc.ListJobs(r.Context(), store.JobFilter{Type: q.Get("type"), State: q.Get("state"),
+		l, err := s.svc.ListJobs(r.Context(), model.JobFilter{Type: q.Get("type"), State: q.Get("state"),
 			PodID: q.Get("pod_id"), Resource: q.Get("resource")}, pg)
-		return l, http.StatusOK, err
+		return toAPIList(l, toAPIJob), http.StatusOK, err
 	})
 	s.handle("GET", "/v1/jobs/{id}", func(r *http.Request) (any, int, error) {
 		j, err := s.svc.GetJob(r.Context(), r.PathValue("id"))
-		return j, http.StatusOK, err
+		return toAPIJob(j), http.StatusOK, err
 	})
 	s.handle("POST", "/v1/jobs/{id}/retry", func(r *http.Request) (any, int, error) {
 		j, err := s.svc.RetryJob(r.Context(), r.PathValue("id"))
-		return j, http.StatusOK, err
+		return toAPIJob(j), http.StatusOK, err
 	})
 	s.handle("GET", "/v1/routes", func(r *http.Request) (any, int, error) {
 		q := r.URL.Query()
-		rs, err := s.svc.ListRoutes(r.Context(), store.RouteFilter{TopID: q.Get("top_id"), PodID: q.Get("pod_id"),
+		rs, err := s.svc.ListRoutes(r.Context(), model.RouteFilter{TopID: q.Get("top_id"), PodID: q.Get("pod_id"),
 			NetworkID: q.Get("network_id"), ResourceType: q.Get("resource_type")})
-		return api.List[api.Route]{Items: rs}, http.StatusOK, err
+		return api.List[api.Route]{Items: mapSlice(rs, toAPIRoute)}, http.StatusOK, err
 	})
 }

@@ -23,7 +23,7 @@ import (
 
 	"github.com/l2span/l2span/brain"
 	"github.com/l2span/l2span/brain/api"
-	"github.com/l2span/l2span/brain/store"
+	"github.com/l2span/l2span/brain/model"
 )
 
 // Authenticator decides whether a request may reach the API. It is the one
@@ -276,9 +276,9 @@ func bodyError(err error) error {
 	return &brain.Error{Status: http.StatusBadRequest, Code: brain.CodeInvalid, Message: "malformed JSON: " + err.Error()}
 }
 
-func page(r *http.Request) (store.Page, error) {
+func page(r *http.Request) (model.Page, error) {
 	q := r.URL.Query()
-	p := store.Page{Marker: q.Get("marker"), Limit: 1000}
+	p := model.Page{Marker: q.Get("marker"), Limit: 1000}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 10000 {
@@ -320,20 +320,20 @@ func (s *Server) register() {
 		if err != nil {
 			return nil, 0, err
 		}
-		l, err := s.svc.ListPods(r.Context(), store.PodFilter{AZ: r.URL.Query().Get("az")}, pg)
-		return l, http.StatusOK, err
+		l, err := s.svc.ListPods(r.Context(), model.PodFilter{AZ: r.URL.Query().Get("az")}, pg)
+		return toAPIList(l, toAPIPod), http.StatusOK, err
 	})
 	s.handle("POST", "/v1/pods", func(r *http.Request) (any, int, error) {
 		var p api.Pod
 		if err := decode(r, &p); err != nil {
 			return nil, 0, err
 		}
-		p, err := s.svc.CreatePod(r.Context(), p)
-		return p, http.StatusCreated, err
+		out, err := s.svc.CreatePod(r.Context(), fromAPIPod(p))
+		return toAPIPod(out), http.StatusCreated, err
 	})
 	s.handle("GET", "/v1/pods/{id}", func(r *http.Request) (any, int, error) {
 		p, err := s.svc.GetPod(r.Context(), r.PathValue("id"))
-		return p, http.StatusOK, err
+		return toAPIPod(p), http.StatusOK, err
 	})
 	s.handle("PUT", "/v1/pods/{id}", func(r *http.Request) (any, int, error) {
 		var p api.Pod
@@ -344,8 +344,8 @@ func (s *Server) register() {
 			return nil, 0, &brain.Error{Status: http.StatusBadRequest, Code: brain.CodeInvalid, Field: "id", Message: "does not match the URL"}
 		}
 		p.ID = r.PathValue("id")
-		p, err := s.svc.UpdatePod(r.Context(), p)
-		return p, http.StatusOK, err
+		out, err := s.svc.UpdatePod(r.Context(), fromAPIPod(p))
+		return toAPIPod(out), http.StatusOK, err
 	})
 	s.handle("DELETE", "/v1/pods/{id}", func(r *http.Request) (any, int, error) {
 		return nil, http.StatusNoContent, s.svc.DeletePod(r.Context(), r.PathValue("id"))
@@ -359,43 +359,43 @@ func (s *Server) register() {
 			return nil, 0, err
 		}
 		q := r.URL.Query()
-		l, err := s.svc.ListNetworks(r.Context(), store.NetworkFilter{Name: q.Get("name"), Type: q.Get("type")}, pg)
-		return l, http.StatusOK, err
+		l, err := s.svc.ListNetworks(r.Context(), model.NetworkFilter{Name: q.Get("name"), Type: q.Get("type")}, pg)
+		return toAPIList(l, toAPINetwork), http.StatusOK, err
 	})
 	s.handle("POST", "/v1/networks", func(r *http.Request) (any, int, error) {
 		var req api.NetworkCreate
 		if err := decode(r, &req); err != nil {
 			return nil, 0, err
 		}
-		n, err := s.svc.CreateNetwork(r.Context(), req)
-		return n, http.StatusCreated, err
+		n, err := s.svc.CreateNetwork(r.Context(), fromAPINetworkCreate(req))
+		return toAPINetwork(n), http.StatusCreated, err
 	})
 	s.handle("GET", "/v1/networks/{id}", func(r *http.Request) (any, int, error) {
 		n, err := s.svc.GetNetwork(r.Context(), r.PathValue("id"))
-		return n, http.StatusOK, err
+		return toAPINetwork(n), http.StatusOK, err
 	})
 	s.handle("PUT", "/v1/networks/{id}", func(r *http.Request) (any, int, error) {
 		var u api.NetworkUpdate
 		if err := decode(r, &u); err != nil {
 			return nil, 0, err
 		}
-		n, err := s.svc.UpdateNetwork(r.Context(), r.PathValue("id"), u)
-		return n, http.StatusOK, err
+		n, err := s.svc.UpdateNetwork(r.Context(), r.PathValue("id"), fromAPINetworkUpdate(u))
+		return toAPINetwork(n), http.StatusOK, err
 	})
 	s.handle("DELETE", "/v1/networks/{id}", func(r *http.Request) (any, int, error) {
 		return nil, http.StatusNoContent, s.svc.DeleteNetwork(r.Context(), r.PathValue("id"))
 	})
 	s.handle("GET", "/v1/networks/{id}/segments", func(r *http.Request) (any, int, error) {
 		segs, err := s.svc.ListSegments(r.Context(), r.PathValue("id"))
-		return api.List[api.Segment]{Items: segs}, http.StatusOK, err
+		return api.List[api.Segment]{Items: mapSlice(segs, toAPISegment)}, http.StatusOK, err
 	})
 	s.handle("POST", "/v1/networks/{id}/segments", func(r *http.Request) (any, int, error) {
 		var rep api.SegmentReport
 		if err := decode(r, &rep); err != nil {
 			return nil, 0, err
 		}
-		seg, err := s.svc.ReportSegment(r.Context(), r.PathValue("id"), rep)
-		return seg, http.StatusOK, err
+		seg, err := s.svc.ReportSegment(r.Context(), r.PathValue("id"), fromAPISegmentReport(rep))
+		return toAPISegment(seg), http.StatusOK, err
 	})
 
 	// subnets
@@ -404,20 +404,20 @@ func (s *Server) register() {
 		if err != nil {
 			return nil, 0, err
 		}
-		l, err := s.svc.ListSubnets(r.Context(), store.SubnetFilter{NetworkID: r.URL.Query().Get("network_id")}, pg)
-		return l, http.StatusOK, err
+		l, err := s.svc.ListSubnets(r.Context(), model.SubnetFilter{NetworkID: r.URL.Query().Get("network_id")}, pg)
+		return toAPIList(l, toAPISubnet), http.StatusOK, err
 	})
 	s.handle("POST", "/v1/subnets", func(r *http.Request) (any, int, error) {
 		var sn api.Subnet
 		if err := decode(r, &sn); err != nil {
 			return nil, 0, err
 		}
-		sn, err := s.svc.CreateSubnet(r.Context(), sn)
-		return sn, http.StatusCreated, err
+		out, err := s.svc.CreateSubnet(r.Context(), fromAPISubnet(sn))
+		return toAPISubnet(out), http.StatusCreated, err
 	})
 	s.handle("GET", "/v1/subnets/{id}", func(r *http.Request) (any, int, error) {
 		sn, err := s.svc.GetSubnet(r.Context(), r.PathValue("id"))
-		return sn, http.StatusOK, err
+		return toAPISubnet(sn), http.StatusOK, err
 	})
 	s.handle("DELETE", "/v1/subnets/{id}", func(r *http.Request) (any, int, error) {
 		return nil, http.StatusNoContent, s.svc.DeleteSubnet(r.Context(), r.PathValue("id"))
@@ -430,22 +430,22 @@ func (s *Server) register() {
 			return nil, 0, err
 		}
 		q := r.URL.Query()
-		l, err := s.svc.ListPorts(r.Context(), store.PortFilter{NetworkID: q.Get("network_id"), PodID: q.Get("pod_id"), MAC: q.Get("mac"),
+		l, err := s.svc.ListPorts(r.Context(), model.PortFilter{NetworkID: q.Get("network_id"), PodID: q.Get("pod_id"), MAC: q.Get("mac"),
 			Duplicate: q.Get("duplicate") == "true"}, pg)
-		return l, http.StatusOK, err
+		return toAPIList(l, toAPIPort), http.StatusOK, err
 	})
 	s.handle("POST", "/v1/ports", s.createPorts)
 	s.handle("GET", "/v1/ports/{id}", func(r *http.Request) (any, int, error) {
 		p, err := s.svc.GetPort(r.Context(), r.PathValue("id"))
-		return p, http.StatusOK, err
+		return toAPIPort(p), http.StatusOK, err
 	})
 	s.handle("PUT", "/v1/ports/{id}", func(r *http.Request) (any, int, error) {
 		var u api.PortUpdate
 		if err := decode(r, &u); err != nil {
 			return nil, 0, err
 		}
-		p, err := s.svc.UpdatePort(r.Context(), r.PathValue("id"), u)
-		return p, http.StatusOK, err
+		p, err := s.svc.UpdatePort(r.Context(), r.PathValue("id"), fromAPIPortUpdate(u))
+		return toAPIPort(p), http.StatusOK, err
 	})
 	s.handle("DELETE", "/v1/ports/{id}", func(r *http.Request) (any, int, error) {
 		return nil, http.StatusNoContent, s.svc.DeletePort(r.Context(), r.PathValue("id"))
@@ -457,8 +457,8 @@ func (s *Server) register() {
 		if err != nil {
 			return nil, 0, err
 		}
-		l, err := s.svc.ListGateways(r.Context(), store.GatewayFilter{PodID: r.URL.Query().Get("pod_id")}, pg)
-		return l, http.StatusOK, err
+		l, err := s.svc.ListGateways(r.Context(), model.GatewayFilter{PodID: r.URL.Query().Get("pod_id")}, pg)
+		return toAPIList(l, toAPIGateway), http.StatusOK, err
 	})
 	s.handle("PUT", "/v1/gateways/{id}", func(r *http.Request) (any, int, error) {
 		var g api.Gateway
@@ -469,12 +469,16 @@ func (s *Server) register() {
 			return nil, 0, &brain.Error{Status: http.StatusBadRequest, Code: brain.CodeInvalid, Field: "id", Message: "does not match the URL"}
 		}
 		g.ID = r.PathValue("id")
-		g, err := s.svc.RegisterGateway(r.Context(), g)
-		return g, http.StatusOK, err
+		mg, err := fromAPIGateway(g)
+		if err != nil {
+			return nil, 0, err
+		}
+		mg, err = s.svc.RegisterGateway(r.Context(), mg)
+		return toAPIGateway(mg), http.StatusOK, err
 	})
 	s.handle("GET", "/v1/gateways/{id}", func(r *http.Request) (any, int, error) {
 		g, err := s.svc.GetGateway(r.Context(), r.PathValue("id"))
-		return g, http.StatusOK, err
+		return toAPIGateway(g), http.StatusOK, err
 	})
 	s.handle("DELETE", "/v1/gateways/{id}", func(r *http.Request) (any, int, error) {
 		return nil, http.StatusNoContent, s.svc.DeleteGateway(r.Context(), r.PathValue("id"))
@@ -499,13 +503,13 @@ func (s *Server) createPorts(r *http.Request) (any, int, error) {
 		if err := decode(r, &req); err != nil {
 			return nil, 0, err
 		}
-		ports, err := s.svc.CreatePorts(r.Context(), req.Ports)
-		return api.Ports{Ports: ports}, http.StatusCreated, err
+		ports, err := s.svc.CreatePorts(r.Context(), mapSlice(req.Ports, fromAPIPortCreate))
+		return api.Ports{Ports: mapSlice(ports, toAPIPort)}, http.StatusCreated, err
 	}
 	var req api.PortCreate
 	if err := decode(r, &req); err != nil {
 		return nil, 0, err
 	}
-	p, err := s.svc.CreatePort(r.Context(), req)
-	return p, http.StatusCreated, err
+	p, err := s.svc.CreatePort(r.Context(), fromAPIPortCreate(req))
+	return toAPIPort(p), http.StatusCreated, err
 }

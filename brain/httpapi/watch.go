@@ -8,6 +8,7 @@ import (
 
 	"github.com/l2span/l2span/brain"
 	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/brain/state"
 )
 
 // podState serves GET /v1/pods/{id}/state: the full desired state, or with
@@ -19,7 +20,7 @@ func (s *Server) podState(r *http.Request) (any, int, error) {
 	q := r.URL.Query()
 	if q.Get("watch") != "true" {
 		st, err := s.svc.PodState(r.Context(), pod)
-		return st, http.StatusOK, err
+		return toAPIPodState(st), http.StatusOK, err
 	}
 	var since int64
 	if v := q.Get("since"); v != "" {
@@ -68,8 +69,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, pod string, sinc
 		if err != nil {
 			return
 		}
-		line, _ := json.Marshal(api.WatchEvent{Type: api.EventSnapshot, Revision: st.Revision, State: &st})
-		if !send(append(line, '\n')) {
+		line, err := encodeEvent(state.SnapshotOf(st))
+		if err != nil || !send(line) {
 			return
 		}
 		since = st.Revision
@@ -79,12 +80,12 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, pod string, sinc
 	for {
 		cur, advanced := s.hub.Current()
 		if cur > since {
-			ev, line, err := s.hub.Delta(ctx, pod, since, cur)
+			ev, line, err := s.hub.Delta(ctx, pod, since, cur, encodeEvent)
 			if err != nil {
 				s.opts.Logger.Warn("watch delta", "pod", pod, "since", since, "err", err)
 				return
 			}
-			if ev.Type == api.EventSnapshot || len(ev.Networks) > 0 || len(ev.Removed) > 0 {
+			if !ev.Empty() {
 				if !send(line) {
 					return
 				}

@@ -16,7 +16,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 	"github.com/gophercloud/gophercloud/v2/openstack"
 
-	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/brain/model"
 )
 
 // Neutron is a Bottom over a pod's Neutron API (gophercloud v2). Creates
@@ -343,7 +343,7 @@ type Clients struct {
 func NewClients(cfg Config) *Clients { return &Clients{cfg: cfg, cache: map[string]Bottom{}} }
 
 // Bottom implements Bottoms.
-func (c *Clients) Bottom(ctx context.Context, pod api.Pod) (Bottom, PodConfig, error) {
+func (c *Clients) Bottom(ctx context.Context, pod model.Pod) (Bottom, PodConfig, error) {
 	pc, ok := c.cfg.Pods[pod.ID]
 	if !ok {
 		return nil, pc, Permanent(fmt.Errorf("no bottom credentials for pod %s in the brain's config", pod.ID))

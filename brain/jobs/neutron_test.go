@@ -18,8 +18,8 @@ import (
 	"github.com/gophercloud/gophercloud/v2"
 
 	"github.com/l2span/l2span/brain"
-	"github.com/l2span/l2span/brain/api"
 	"github.com/l2span/l2span/brain/jobs"
+	"github.com/l2span/l2span/brain/model"
 	"github.com/l2span/l2span/brain/store"
 	"github.com/l2span/l2span/test/neutrontest"
 )
@@ -129,7 +129,7 @@ func newWorld(t *testing.T, vlanMin, vniMin int) *world {
 	t.Cleanup(w.svc.Close)
 	ctx := context.Background()
 	for _, p := range []string{"pod1", "pod2"} {
-		if _, err := w.svc.CreatePod(ctx, api.Pod{ID: p, AZ: "az1"}); err != nil {
+		if _, err := w.svc.CreatePod(ctx, model.Pod{ID: p, AZ: "az1"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -145,9 +145,9 @@ func (w *world) startPool(lease time.Duration) {
 	runPool(w.t, w.pool)
 }
 
-func (w *world) job(netID, pod string) api.Job {
+func (w *world) job(netID, pod string) model.Job {
 	w.t.Helper()
-	l, err := w.svc.ListJobs(context.Background(), store.JobFilter{Type: brain.JobNetworkSync, Resource: netID, PodID: pod}, store.Page{})
+	l, err := w.svc.ListJobs(context.Background(), model.JobFilter{Type: brain.JobNetworkSync, Resource: netID, PodID: pod}, model.Page{})
 	if err != nil || len(l.Items) != 1 {
 		w.t.Fatalf("job of %s/%s: %v %v", netID, pod, l.Items, err)
 	}
@@ -155,12 +155,12 @@ func (w *world) job(netID, pod string) api.Job {
 }
 
 // settle waits until the job of (net, pod) succeeded with nothing pending.
-func (w *world) settle(netID, pod string) api.Job {
+func (w *world) settle(netID, pod string) model.Job {
 	w.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		j := w.job(netID, pod)
-		if j.State == api.JobSuccess {
+		if j.State == model.JobSuccess {
 			return j
 		}
 		if time.Now().After(deadline) {
@@ -275,13 +275,13 @@ func mustDo[T any](t *testing.T) func(T, error) T {
 func TestNeutronSharedVLAN(t *testing.T) {
 	w := newWorld(t, 300, 7000)
 	ctx := context.Background()
-	n := mustDo[api.Network](t)(w.svc.CreateNetwork(ctx, api.NetworkCreate{Name: "web", Type: api.TypeSharedVLAN}))
-	sn := mustDo[api.Subnet](t)(w.svc.CreateSubnet(ctx, api.Subnet{NetworkID: n.ID, CIDR: "10.20.0.0/24", GatewayIP: "10.20.0.1"}))
+	n := mustDo[model.Network](t)(w.svc.CreateNetwork(ctx, brain.NetworkCreate{Name: "web", Type: model.TypeSharedVLAN}))
+	sn := mustDo[model.Subnet](t)(w.svc.CreateSubnet(ctx, model.Subnet{NetworkID: n.ID, CIDR: "10.20.0.0/24", GatewayIP: "10.20.0.1"}))
 	w.startPool(10 * time.Second)
 
 	// Measure: first port in a new pod -> network + subnet + port in Neutron.
 	start := time.Now()
-	p1 := mustDo[api.Port](t)(w.svc.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: "pod1", MAC: "fa:16:3e:20:00:0a", IPs: []string{"10.20.0.10"}}))
+	p1 := mustDo[model.Port](t)(w.svc.CreatePort(ctx, brain.PortCreate{NetworkID: n.ID, PodID: "pod1", MAC: "fa:16:3e:20:00:0a", IPs: []string{"10.20.0.10"}}))
 	var nets []nNet
 	var subs []nSubnet
 	var ports []nPort
@@ -315,7 +315,7 @@ func TestNeutronSharedVLAN(t *testing.T) {
 	if p := top[0]; p.MAC != "fa:16:3e:20:00:0a" || len(p.FixedIPs) != 1 || p.FixedIPs[0].IP != "10.20.0.10" || p.FixedIPs[0].SubnetID != subs[0].ID || p.Name != jobs.NamePrefix+p1.ID {
 		t.Fatalf("bottom port %+v", p)
 	}
-	routes := mustDo[[]api.Route](t)(w.svc.ListRoutes(ctx, store.RouteFilter{NetworkID: n.ID, PodID: "pod1"}))
+	routes := mustDo[[]model.Route](t)(w.svc.ListRoutes(ctx, model.RouteFilter{NetworkID: n.ID, PodID: "pod1"}))
 	if len(routes) != 5 {
 		t.Fatalf("routes: %+v", routes)
 	}
@@ -328,7 +328,7 @@ func TestNeutronSharedVLAN(t *testing.T) {
 
 	// A re-run finds everything and creates nothing.
 	before := w.calls.Load()
-	mustDo[api.Job](t)(w.svc.RetryJob(ctx, j.ID))
+	mustDo[model.Job](t)(w.svc.RetryJob(ctx, j.ID))
 	w.pool.Wake()
 	w.settle(n.ID, "pod1")
 	if c := w.calls.Load() - before; c != 3 {
@@ -339,7 +339,7 @@ func TestNeutronSharedVLAN(t *testing.T) {
 	}
 
 	// More ports in pod1, and the network reaches pod2 (physnet2 there).
-	mustDo[[]api.Port](t)(w.svc.CreatePorts(ctx, []api.PortCreate{
+	mustDo[[]model.Port](t)(w.svc.CreatePorts(ctx, []brain.PortCreate{
 		{NetworkID: n.ID, PodID: "pod1", MAC: "fa:16:3e:20:00:0b", IPs: []string{"10.20.0.11"}},
 		{NetworkID: n.ID, PodID: "pod2", MAC: "fa:16:3e:20:00:0c", IPs: []string{"10.20.0.12"}, DeviceOwner: "network:dhcp"},
 	}))
@@ -372,7 +372,7 @@ func TestNeutronSharedVLAN(t *testing.T) {
 		t.Fatalf("DHCP ports pod1 %+v pod2 %+v: want one each, different IPs", dhcp1, dhcp2)
 	}
 	for pod, d := range map[string]nPort{"pod1": dhcp1[0], "pod2": dhcp2[0]} {
-		tp := mustDo[api.Port](t)(w.svc.GetPort(ctx, brain.ReservedPortID(brain.ReservedDHCP, n.ID, pod)))
+		tp := mustDo[model.Port](t)(w.svc.GetPort(ctx, brain.ReservedPortID(brain.ReservedDHCP, n.ID, pod)))
 		if tp.IPs[0] != d.FixedIPs[0].IP || tp.MAC != d.MAC {
 			t.Fatalf("%s DHCP port in Neutron %+v, at the top %+v", pod, d, tp)
 		}
@@ -381,7 +381,7 @@ func TestNeutronSharedVLAN(t *testing.T) {
 		gw1[0].MAC, dhcp1[0].FixedIPs[0].IP, gw2[0].MAC, dhcp2[0].FixedIPs[0].IP)
 
 	// Last port of pod1 gone: pod1's bottom network goes, pod2's stays.
-	for _, p := range mustDo[api.List[api.Port]](t)(w.svc.ListPorts(ctx, store.PortFilter{NetworkID: n.ID, PodID: "pod1"}, store.Page{})).Items {
+	for _, p := range mustDo[model.List[model.Port]](t)(w.svc.ListPorts(ctx, model.PortFilter{NetworkID: n.ID, PodID: "pod1"}, model.Page{})).Items {
 		if err := w.svc.DeletePort(ctx, p.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -394,7 +394,7 @@ func TestNeutronSharedVLAN(t *testing.T) {
 		t.Fatal("pod2's bottom network went with pod1's")
 	}
 	// The network deleted at the top is recycled in every pod.
-	for _, p := range mustDo[api.List[api.Port]](t)(w.svc.ListPorts(ctx, store.PortFilter{NetworkID: n.ID}, store.Page{})).Items {
+	for _, p := range mustDo[model.List[model.Port]](t)(w.svc.ListPorts(ctx, model.PortFilter{NetworkID: n.ID}, model.Page{})).Items {
 		if err := w.svc.DeletePort(ctx, p.ID); err != nil {
 			t.Fatal(err)
 		}
@@ -406,7 +406,7 @@ func TestNeutronSharedVLAN(t *testing.T) {
 	if nets, subs, ports := w.bottom(n.ID, "proj-pod2"); len(nets)+len(subs)+len(ports) != 0 {
 		t.Fatalf("pod2 not torn down: %v %v %v", nets, subs, ports)
 	}
-	if r := mustDo[[]api.Route](t)(w.svc.ListRoutes(ctx, store.RouteFilter{NetworkID: n.ID})); len(r) != 0 {
+	if r := mustDo[[]model.Route](t)(w.svc.ListRoutes(ctx, model.RouteFilter{NetworkID: n.ID})); len(r) != 0 {
 		t.Fatalf("routes left: %+v", r)
 	}
 }
@@ -418,12 +418,12 @@ func TestNeutronVXLANAndMixed(t *testing.T) {
 	w := newWorld(t, 310, 7100)
 	ctx := context.Background()
 	w.startPool(10 * time.Second)
-	vx := mustDo[api.Network](t)(w.svc.CreateNetwork(ctx, api.NetworkCreate{Name: "vx", Type: api.TypeSharedVXLAN}))
-	mx := mustDo[api.Network](t)(w.svc.CreateNetwork(ctx, api.NetworkCreate{Name: "mx", Type: api.TypeMixedVLANVXLAN}))
-	for i, n := range []api.Network{vx, mx} {
+	vx := mustDo[model.Network](t)(w.svc.CreateNetwork(ctx, brain.NetworkCreate{Name: "vx", Type: model.TypeSharedVXLAN}))
+	mx := mustDo[model.Network](t)(w.svc.CreateNetwork(ctx, brain.NetworkCreate{Name: "mx", Type: model.TypeMixedVLANVXLAN}))
+	for i, n := range []model.Network{vx, mx} {
 		cidr := fmt.Sprintf("10.3%d.0.0/24", i)
-		mustDo[api.Subnet](t)(w.svc.CreateSubnet(ctx, api.Subnet{NetworkID: n.ID, CIDR: cidr, GatewayIP: fmt.Sprintf("10.3%d.0.1", i)}))
-		mustDo[api.Port](t)(w.svc.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: "pod1", MAC: fmt.Sprintf("fa:16:3e:30:00:0%d", i), IPs: []string{fmt.Sprintf("10.3%d.0.5", i)}}))
+		mustDo[model.Subnet](t)(w.svc.CreateSubnet(ctx, model.Subnet{NetworkID: n.ID, CIDR: cidr, GatewayIP: fmt.Sprintf("10.3%d.0.1", i)}))
+		mustDo[model.Port](t)(w.svc.CreatePort(ctx, brain.PortCreate{NetworkID: n.ID, PodID: "pod1", MAC: fmt.Sprintf("fa:16:3e:30:00:0%d", i), IPs: []string{fmt.Sprintf("10.3%d.0.5", i)}}))
 	}
 	w.settle(vx.ID, "pod1")
 	w.settle(mx.ID, "pod1")
@@ -436,7 +436,7 @@ func TestNeutronVXLANAndMixed(t *testing.T) {
 		len(subs) != 1 || len(ports) != 3 || portsByMAC(ports)["fa:16:3e:30:00:01"] != "10.31.0.5" {
 		t.Fatalf("mixed bottom: %+v %+v %+v", nets, subs, ports)
 	}
-	segs := mustDo[[]api.Segment](t)(w.svc.ListSegments(ctx, mx.ID))
+	segs := mustDo[[]model.Segment](t)(w.svc.ListSegments(ctx, mx.ID))
 	if len(segs) != 1 || segs[0].NetworkType != "vxlan" || segs[0].SegmentationID != nets[0].SegmentationID {
 		t.Fatalf("mixed segment not recorded from the bottom: %+v, bottom %+v", segs, nets[0])
 	}
@@ -449,13 +449,13 @@ func TestNeutronVXLANAndMixed(t *testing.T) {
 func TestNeutronWorkerKilledMidJob(t *testing.T) {
 	w := newWorld(t, 320, 7200)
 	ctx := context.Background()
-	n := mustDo[api.Network](t)(w.svc.CreateNetwork(ctx, api.NetworkCreate{Name: "crash", Type: api.TypeSharedVLAN}))
-	mustDo[api.Subnet](t)(w.svc.CreateSubnet(ctx, api.Subnet{NetworkID: n.ID, CIDR: "10.40.0.0/24", GatewayIP: "10.40.0.1"}))
-	var reqs []api.PortCreate
+	n := mustDo[model.Network](t)(w.svc.CreateNetwork(ctx, brain.NetworkCreate{Name: "crash", Type: model.TypeSharedVLAN}))
+	mustDo[model.Subnet](t)(w.svc.CreateSubnet(ctx, model.Subnet{NetworkID: n.ID, CIDR: "10.40.0.0/24", GatewayIP: "10.40.0.1"}))
+	var reqs []brain.PortCreate
 	for i := 0; i < 3; i++ {
-		reqs = append(reqs, api.PortCreate{NetworkID: n.ID, PodID: "pod1", MAC: fmt.Sprintf("fa:16:3e:40:00:%02x", i+1), IPs: []string{fmt.Sprintf("10.40.0.%d", 10+i)}})
+		reqs = append(reqs, brain.PortCreate{NetworkID: n.ID, PodID: "pod1", MAC: fmt.Sprintf("fa:16:3e:40:00:%02x", i+1), IPs: []string{fmt.Sprintf("10.40.0.%d", 10+i)}})
 	}
-	mustDo[[]api.Port](t)(w.svc.CreatePorts(ctx, reqs))
+	mustDo[[]model.Port](t)(w.svc.CreatePorts(ctx, reqs))
 
 	child := exec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), childEnv+"=1", childStoreEnv+"="+w.url, childNeutronEnv+"="+w.srv.URL)
@@ -499,7 +499,7 @@ func TestNeutronWorkerKilledMidJob(t *testing.T) {
 	if len(nets) != 1 || len(subs) != 1 || len(ports) != 0 {
 		t.Fatalf("at the kill: %d networks %d subnets %d ports, want 1 1 0", len(nets), len(subs), len(ports))
 	}
-	if j := w.job(n.ID, "pod1"); j.State != api.JobRunning || j.LeaseOwner != "doomed" {
+	if j := w.job(n.ID, "pod1"); j.State != model.JobRunning || j.LeaseOwner != "doomed" {
 		t.Fatalf("job at the kill: %+v", j)
 	}
 
@@ -563,16 +563,16 @@ func (s stallAfterSubnets) CreateSubnets(ctx context.Context, specs []jobs.Subne
 func TestNeutronGatewayPerPod(t *testing.T) {
 	w := newWorld(t, 330, 7300)
 	ctx := context.Background()
-	if _, err := w.svc.CreateNetwork(ctx, api.NetworkCreate{Name: "one", Type: api.TypeLocal, GatewayPerPod: true}); err == nil || !strings.Contains(err.Error(), "gateway_per_pod") {
+	if _, err := w.svc.CreateNetwork(ctx, brain.NetworkCreate{Name: "one", Type: model.TypeLocal, GatewayPerPod: true}); err == nil || !strings.Contains(err.Error(), "gateway_per_pod") {
 		t.Fatalf("local network with gateway_per_pod: %v, want refused naming gateway_per_pod", err)
 	}
-	n := mustDo[api.Network](t)(w.svc.CreateNetwork(ctx, api.NetworkCreate{Name: "gpp", Type: api.TypeSharedVLAN, GatewayPerPod: true}))
-	if g := mustDo[api.Network](t)(w.svc.GetNetwork(ctx, n.ID)); !g.GatewayPerPod || !n.GatewayPerPod {
+	n := mustDo[model.Network](t)(w.svc.CreateNetwork(ctx, brain.NetworkCreate{Name: "gpp", Type: model.TypeSharedVLAN, GatewayPerPod: true}))
+	if g := mustDo[model.Network](t)(w.svc.GetNetwork(ctx, n.ID)); !g.GatewayPerPod || !n.GatewayPerPod {
 		t.Fatalf("gateway_per_pod not kept: %+v", g)
 	}
-	mustDo[api.Subnet](t)(w.svc.CreateSubnet(ctx, api.Subnet{NetworkID: n.ID, CIDR: "10.50.0.0/24", GatewayIP: "10.50.0.1"}))
+	mustDo[model.Subnet](t)(w.svc.CreateSubnet(ctx, model.Subnet{NetworkID: n.ID, CIDR: "10.50.0.0/24", GatewayIP: "10.50.0.1"}))
 	w.startPool(10 * time.Second)
-	mustDo[[]api.Port](t)(w.svc.CreatePorts(ctx, []api.PortCreate{
+	mustDo[[]model.Port](t)(w.svc.CreatePorts(ctx, []brain.PortCreate{
 		{NetworkID: n.ID, PodID: "pod1", MAC: "fa:16:3e:50:00:01", IPs: []string{"10.50.0.10"}},
 		{NetworkID: n.ID, PodID: "pod2", MAC: "fa:16:3e:50:00:02", IPs: []string{"10.50.0.11"}},
 	}))
@@ -584,7 +584,7 @@ func TestNeutronGatewayPerPod(t *testing.T) {
 			t.Fatalf("%s subnets %+v", pod, subs)
 		}
 		gw := subs[0].GatewayIP
-		top := mustDo[api.Port](t)(w.svc.GetPort(ctx, brain.ReservedPortID(brain.ReservedGateway, n.ID, pod)))
+		top := mustDo[model.Port](t)(w.svc.GetPort(ctx, brain.ReservedPortID(brain.ReservedGateway, n.ID, pod)))
 		if gw == "" || gw == "10.50.0.1" || top.IPs[0] != gw {
 			t.Fatalf("%s bottom gateway %q, top gateway port %+v: want the pod's own", pod, gw, top)
 		}
@@ -621,10 +621,10 @@ func TestNeutronGatewayPerPod(t *testing.T) {
 func TestNeutronTeardownLeavesForeignPorts(t *testing.T) {
 	w := newWorld(t, 340, 7400)
 	ctx := context.Background()
-	n := mustDo[api.Network](t)(w.svc.CreateNetwork(ctx, api.NetworkCreate{Name: "rtr", Type: api.TypeSharedVLAN}))
-	mustDo[api.Subnet](t)(w.svc.CreateSubnet(ctx, api.Subnet{NetworkID: n.ID, CIDR: "10.60.0.0/24", GatewayIP: "10.60.0.1"}))
+	n := mustDo[model.Network](t)(w.svc.CreateNetwork(ctx, brain.NetworkCreate{Name: "rtr", Type: model.TypeSharedVLAN}))
+	mustDo[model.Subnet](t)(w.svc.CreateSubnet(ctx, model.Subnet{NetworkID: n.ID, CIDR: "10.60.0.0/24", GatewayIP: "10.60.0.1"}))
 	w.startPool(10 * time.Second)
-	p := mustDo[api.Port](t)(w.svc.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: "pod1", MAC: "fa:16:3e:60:00:01", IPs: []string{"10.60.0.10"}}))
+	p := mustDo[model.Port](t)(w.svc.CreatePort(ctx, brain.PortCreate{NetworkID: n.ID, PodID: "pod1", MAC: "fa:16:3e:60:00:01", IPs: []string{"10.60.0.10"}}))
 	w.settle(n.ID, "pod1")
 	nets, subs, _ := w.bottom(n.ID, "proj-pod1")
 	if len(nets) != 1 || len(subs) != 1 {
@@ -646,10 +646,10 @@ func TestNeutronTeardownLeavesForeignPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(60 * time.Second)
-	var j api.Job
+	var j model.Job
 	for {
 		j = w.job(n.ID, "pod1")
-		if j.State == api.JobFailed {
+		if j.State == model.JobFailed {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -669,7 +669,7 @@ func TestNeutronTeardownLeavesForeignPorts(t *testing.T) {
 	if _, err := w.nc.Delete(ctx, w.nc.ServiceURL("ports", made.Port.ID), nil); err != nil {
 		t.Fatal(err)
 	}
-	mustDo[api.Job](t)(w.svc.RetryJob(ctx, j.ID))
+	mustDo[model.Job](t)(w.svc.RetryJob(ctx, j.ID))
 	w.pool.Wake()
 	w.settle(n.ID, "pod1")
 	if nets, subs, ports := w.bottom(n.ID, "proj-pod1"); len(nets)+len(subs)+len(ports) != 0 {

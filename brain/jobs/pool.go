@@ -16,21 +16,21 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/brain/model"
 	"github.com/l2span/l2span/brain/store"
 )
 
 // Handler runs one job type. Run must be idempotent: a job may run twice,
 // or again after a crash half-way, and must then reach the same state.
 type Handler interface {
-	Run(ctx context.Context, j api.Job) error
+	Run(ctx context.Context, j model.Job) error
 }
 
 // HandlerFunc adapts a function to Handler.
-type HandlerFunc func(ctx context.Context, j api.Job) error
+type HandlerFunc func(ctx context.Context, j model.Job) error
 
 // Run calls f.
-func (f HandlerFunc) Run(ctx context.Context, j api.Job) error { return f(ctx, j) }
+func (f HandlerFunc) Run(ctx context.Context, j model.Job) error { return f(ctx, j) }
 
 type permanentError struct{ err error }
 
@@ -186,7 +186,7 @@ func (p *Pool) Run(ctx context.Context) error {
 	}
 }
 
-func (p *Pool) claim(ctx context.Context, n int) (jobs []api.Job, err error) {
+func (p *Pool) claim(ctx context.Context, n int) (jobs []model.Job, err error) {
 	_, err = p.st.Write(ctx, func(tx *store.Tx) error {
 		jobs, err = tx.ClaimJobs(ctx, p.opts.Owner, time.Now(), p.opts.Lease, n)
 		return err
@@ -205,7 +205,7 @@ func (p *Pool) backoff(attempts int) time.Duration {
 	return time.Duration(float64(d) * jitter)
 }
 
-func (p *Pool) runJob(parent context.Context, j api.Job) {
+func (p *Pool) runJob(parent context.Context, j model.Job) {
 	log := p.opts.Logger.With("job", j.ID, "type", j.Type, "resource", j.Resource, "pod", j.PodID, "attempt", j.Attempts)
 	ctx, cancel := context.WithTimeout(parent, p.opts.Timeout)
 	defer cancel()
@@ -294,7 +294,7 @@ func (p *Pool) runJob(parent context.Context, j api.Job) {
 
 // safeRun turns a handler panic into an error so one bad job cannot kill
 // the brain.
-func safeRun(ctx context.Context, h Handler, j api.Job) (err error) {
+func safeRun(ctx context.Context, h Handler, j model.Job) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("handler panic: %v", r)

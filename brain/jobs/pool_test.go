@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/l2span/l2span/brain/api"
 	"github.com/l2span/l2span/brain/jobs"
+	"github.com/l2span/l2span/brain/model"
 	"github.com/l2span/l2span/brain/store"
 	"github.com/l2span/l2span/test/neutrontest"
 	"github.com/l2span/l2span/test/pgtest"
@@ -44,9 +44,9 @@ func openStore(t testing.TB, url string) *store.Store {
 
 var quiet = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 
-func enqueue(t testing.TB, st *store.Store, typ, res, pod string) api.Job {
+func enqueue(t testing.TB, st *store.Store, typ, res, pod string) model.Job {
 	t.Helper()
-	var j api.Job
+	var j model.Job
 	_, err := st.Write(context.Background(), func(tx *store.Tx) error {
 		var err error
 		j, err = tx.EnqueueJob(context.Background(), typ, res, pod, time.Now())
@@ -58,9 +58,9 @@ func enqueue(t testing.TB, st *store.Store, typ, res, pod string) api.Job {
 	return j
 }
 
-func getJob(t testing.TB, st *store.Store, id string) api.Job {
+func getJob(t testing.TB, st *store.Store, id string) model.Job {
 	t.Helper()
-	var j api.Job
+	var j model.Job
 	err := st.Read(context.Background(), func(tx *store.Tx) error {
 		var err error
 		j, err = tx.GetJob(context.Background(), id)
@@ -73,7 +73,7 @@ func getJob(t testing.TB, st *store.Store, id string) api.Job {
 }
 
 // waitJob waits until the job is in state (and cond holds, if given).
-func waitJob(t testing.TB, st *store.Store, id, state string) api.Job {
+func waitJob(t testing.TB, st *store.Store, id, state string) model.Job {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -104,11 +104,11 @@ func TestDedup(t *testing.T) {
 		if a.ID != b.ID || a.ID == c.ID {
 			t.Fatalf("want one job per (type, resource, pod): %s %s %s", a.ID, b.ID, c.ID)
 		}
-		if a.State != api.JobNew || a.NextRunAt == nil {
+		if a.State != model.JobNew || a.NextRunAt == nil {
 			t.Fatalf("new job: %+v", a)
 		}
 		// A running job enqueued again is marked to run once more.
-		var claimed []api.Job
+		var claimed []model.Job
 		_, err := st.Write(context.Background(), func(tx *store.Tx) error {
 			var err error
 			claimed, err = tx.ClaimJobs(context.Background(), "w1", time.Now(), time.Minute, 10)
@@ -117,7 +117,7 @@ func TestDedup(t *testing.T) {
 		if err != nil || len(claimed) != 2 {
 			t.Fatalf("claim: %v %v", claimed, err)
 		}
-		if j := enqueue(t, st, "sync", "net1", "pod1"); j.ID != a.ID || j.State != api.JobRunning || !j.Rerun {
+		if j := enqueue(t, st, "sync", "net1", "pod1"); j.ID != a.ID || j.State != model.JobRunning || !j.Rerun {
 			t.Fatalf("enqueue while running: %+v", j)
 		}
 		var ok bool
@@ -128,12 +128,12 @@ func TestDedup(t *testing.T) {
 		if !ok || err != nil {
 			t.Fatalf("complete: %v %v", ok, err)
 		}
-		if j := getJob(t, st, a.ID); j.State != api.JobNew || j.Rerun || j.NextRunAt == nil {
+		if j := getJob(t, st, a.ID); j.State != model.JobNew || j.Rerun || j.NextRunAt == nil {
 			t.Fatalf("rerun after completion: %+v", j)
 		}
-		var l api.List[api.Job]
+		var l model.List[model.Job]
 		st.Read(context.Background(), func(tx *store.Tx) error {
-			l, err = tx.ListJobs(context.Background(), store.JobFilter{Type: "sync"}, store.Page{})
+			l, err = tx.ListJobs(context.Background(), model.JobFilter{Type: "sync"}, model.Page{})
 			return err
 		})
 		if err != nil || len(l.Items) != 2 {
@@ -151,8 +151,8 @@ func TestLeaseTakeOver(t *testing.T) {
 		st := openStore(t, url)
 		st2 := openStore(t, url) // a second brain replica on the same database
 		j := enqueue(t, st, "sync", "net1", "pod1")
-		claim := func(s *store.Store, owner string) []api.Job {
-			var out []api.Job
+		claim := func(s *store.Store, owner string) []model.Job {
+			var out []model.Job
 			if _, err := s.Write(ctx, func(tx *store.Tx) error {
 				var err error
 				out, err = tx.ClaimJobs(ctx, owner, time.Now(), 300*time.Millisecond, 10)
@@ -190,7 +190,7 @@ func TestLeaseTakeOver(t *testing.T) {
 		if ok {
 			t.Fatal("the dead worker renewed a lease it lost")
 		}
-		if j := getJob(t, st, j.ID); j.State != api.JobRunning || j.LeaseOwner != "alive" {
+		if j := getJob(t, st, j.ID); j.State != model.JobRunning || j.LeaseOwner != "alive" {
 			t.Fatalf("after take-over: %+v", j)
 		}
 	})
@@ -208,13 +208,13 @@ func TestPoolTakesOverAbandonedJob(t *testing.T) {
 			return err
 		})
 		var runs atomic.Int32
-		p := jobs.New(openStore(t, url), map[string]jobs.Handler{"sync": jobs.HandlerFunc(func(context.Context, api.Job) error {
+		p := jobs.New(openStore(t, url), map[string]jobs.Handler{"sync": jobs.HandlerFunc(func(context.Context, model.Job) error {
 			runs.Add(1)
 			return nil
 		})}, jobs.Options{Poll: 20 * time.Millisecond, Logger: quiet})
 		start := time.Now()
 		runPool(t, p)
-		done := waitJob(t, st, j.ID, api.JobSuccess)
+		done := waitJob(t, st, j.ID, model.JobSuccess)
 		if runs.Load() != 1 || done.Attempts != 2 {
 			t.Fatalf("runs %d attempts %d", runs.Load(), done.Attempts)
 		}
@@ -239,7 +239,7 @@ func TestReplicasNeverRunOneJobTwice(t *testing.T) {
 		active := map[string]bool{}
 		runs := map[string]int{}
 		var overlap atomic.Bool
-		h := jobs.HandlerFunc(func(ctx context.Context, j api.Job) error {
+		h := jobs.HandlerFunc(func(ctx context.Context, j model.Job) error {
 			mu.Lock()
 			if active[j.ID] {
 				overlap.Store(true)
@@ -259,7 +259,7 @@ func TestReplicasNeverRunOneJobTwice(t *testing.T) {
 			runPool(t, p)
 		}
 		for _, id := range ids {
-			waitJob(t, st, id, api.JobSuccess)
+			waitJob(t, st, id, model.JobSuccess)
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -285,7 +285,7 @@ func TestRetryBackoffAndGiveUp(t *testing.T) {
 		var at []time.Time
 		fail := atomic.Bool{}
 		fail.Store(true)
-		h := jobs.HandlerFunc(func(ctx context.Context, j api.Job) error {
+		h := jobs.HandlerFunc(func(ctx context.Context, j model.Job) error {
 			mu.Lock()
 			at = append(at, time.Now())
 			mu.Unlock()
@@ -302,7 +302,7 @@ func TestRetryBackoffAndGiveUp(t *testing.T) {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			j = getJob(t, st, j.ID)
-			if j.State == api.JobFailed && j.NextRunAt == nil {
+			if j.State == model.JobFailed && j.NextRunAt == nil {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -325,17 +325,17 @@ func TestRetryBackoffAndGiveUp(t *testing.T) {
 			}
 		}
 		fail.Store(false)
-		var rj api.Job
+		var rj model.Job
 		st.Write(ctx, func(tx *store.Tx) error {
 			var err error
 			rj, err = tx.RetryJob(ctx, j.ID, time.Now())
 			return err
 		})
-		if rj.State != api.JobNew || rj.Attempts != 0 {
+		if rj.State != model.JobNew || rj.Attempts != 0 {
 			t.Fatalf("after retry: %+v", rj)
 		}
 		p.Wake()
-		if j := waitJob(t, st, j.ID, api.JobSuccess); j.Attempts != 1 || j.LastError != "" {
+		if j := waitJob(t, st, j.ID, model.JobSuccess); j.Attempts != 1 || j.LastError != "" {
 			t.Fatalf("after retry: %+v", j)
 		}
 	})
@@ -347,20 +347,20 @@ func TestPermanentAndPanic(t *testing.T) {
 	storeKinds(t, func(t *testing.T, url string) {
 		st := openStore(t, url)
 		p := jobs.New(st, map[string]jobs.Handler{
-			"perm":  jobs.HandlerFunc(func(context.Context, api.Job) error { return jobs.Permanent(errors.New("bad request")) }),
-			"panic": jobs.HandlerFunc(func(context.Context, api.Job) error { panic("boom") }),
+			"perm":  jobs.HandlerFunc(func(context.Context, model.Job) error { return jobs.Permanent(errors.New("bad request")) }),
+			"panic": jobs.HandlerFunc(func(context.Context, model.Job) error { panic("boom") }),
 		}, jobs.Options{Poll: 5 * time.Millisecond, BackoffBase: time.Hour, Logger: quiet})
 		runPool(t, p)
 		a := enqueue(t, st, "perm", "x", "pod1")
 		b := enqueue(t, st, "panic", "x", "pod1")
 		c := enqueue(t, st, "unknown", "x", "pod1")
-		if j := waitJob(t, st, a.ID, api.JobFailed); j.NextRunAt != nil || j.LastError != "bad request" {
+		if j := waitJob(t, st, a.ID, model.JobFailed); j.NextRunAt != nil || j.LastError != "bad request" {
 			t.Fatalf("permanent: %+v", j)
 		}
-		if j := waitJob(t, st, b.ID, api.JobFailed); j.NextRunAt == nil || j.LastError != "handler panic: boom" {
+		if j := waitJob(t, st, b.ID, model.JobFailed); j.NextRunAt == nil || j.LastError != "handler panic: boom" {
 			t.Fatalf("panic: %+v", j)
 		}
-		if j := waitJob(t, st, c.ID, api.JobFailed); j.NextRunAt != nil {
+		if j := waitJob(t, st, c.ID, model.JobFailed); j.NextRunAt != nil {
 			t.Fatalf("no handler: %+v", j)
 		}
 	})
@@ -371,7 +371,7 @@ func TestShutdownReleasesJob(t *testing.T) {
 	storeKinds(t, func(t *testing.T, url string) {
 		st := openStore(t, url)
 		started := make(chan struct{})
-		p := jobs.New(st, map[string]jobs.Handler{"sync": jobs.HandlerFunc(func(ctx context.Context, j api.Job) error {
+		p := jobs.New(st, map[string]jobs.Handler{"sync": jobs.HandlerFunc(func(ctx context.Context, j model.Job) error {
 			close(started)
 			<-ctx.Done()
 			return ctx.Err()
@@ -385,7 +385,7 @@ func TestShutdownReleasesJob(t *testing.T) {
 		cancel()
 		<-done
 		j = getJob(t, st, j.ID)
-		if j.State != api.JobFailed || j.NextRunAt == nil || time.Until(*j.NextRunAt) > 0 || j.LeaseOwner != "" {
+		if j.State != model.JobFailed || j.NextRunAt == nil || time.Until(*j.NextRunAt) > 0 || j.LeaseOwner != "" {
 			t.Fatalf("after shutdown: %+v", j)
 		}
 	})

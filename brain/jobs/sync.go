@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/l2span/l2span/brain"
-	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/brain/model"
 )
 
 // ErrNotFound is what a Bottom returns for a resource that does not exist.
@@ -59,7 +59,7 @@ type FixedIP struct{ SubnetID, IP string }
 
 // Bottoms gives the Bottom of a pod and its configuration.
 type Bottoms interface {
-	Bottom(ctx context.Context, pod api.Pod) (Bottom, PodConfig, error)
+	Bottom(ctx context.Context, pod model.Pod) (Bottom, PodConfig, error)
 }
 
 // NamePrefix marks bottom resources made by l2span: "l2span-<top id>". The
@@ -91,7 +91,7 @@ const ReservedDHCPDeviceID = "reserved_dhcp_port"
 
 // realPorts counts the ports of VMs and drivers, not those the brain
 // reserved for itself.
-func realPorts(ps []api.Port) int {
+func realPorts(ps []model.Port) int {
 	n := 0
 	for _, p := range ps {
 		if !brain.IsReserved(p) {
@@ -113,7 +113,7 @@ type NetworkSync struct {
 }
 
 // Run implements Handler.
-func (h NetworkSync) Run(ctx context.Context, j api.Job) error {
+func (h NetworkSync) Run(ctx context.Context, j model.Job) error {
 	v, err := h.Svc.BottomView(ctx, j.Resource, j.PodID)
 	if err != nil {
 		return fmt.Errorf("read top state: %w", err)
@@ -138,7 +138,7 @@ func (h NetworkSync) ensure(ctx context.Context, b Bottom, pc PodConfig, v brain
 		if err != nil {
 			return fmt.Errorf("reserve the DHCP port of pod %s: %w", pod, err)
 		}
-		v.Ports = append(slices.DeleteFunc(v.Ports, func(p api.Port) bool { return p.ID == dhcp.ID }), dhcp)
+		v.Ports = append(slices.DeleteFunc(v.Ports, func(p model.Port) bool { return p.ID == dhcp.ID }), dhcp)
 	}
 	// Each subnet's gateway IP in this pod: the subnet's own (anycast), or
 	// with gateway_per_pod the IP of the pod's reserved gateway port.
@@ -146,12 +146,12 @@ func (h NetworkSync) ensure(ctx context.Context, b Bottom, pc PodConfig, v brain
 	for _, s := range v.Subnets {
 		gwFor[s.ID] = s.GatewayIP
 	}
-	if n.GatewayPerPod && slices.ContainsFunc(v.Subnets, func(s api.Subnet) bool { return s.GatewayIP != "" }) {
+	if n.GatewayPerPod && slices.ContainsFunc(v.Subnets, func(s model.Subnet) bool { return s.GatewayIP != "" }) {
 		gw, err := h.Svc.ReservePort(ctx, brain.ReservedGateway, n.ID, pod)
 		if err != nil {
 			return fmt.Errorf("reserve the gateway port of pod %s: %w", pod, err)
 		}
-		v.Ports = append(slices.DeleteFunc(v.Ports, func(p api.Port) bool { return p.ID == gw.ID }), gw)
+		v.Ports = append(slices.DeleteFunc(v.Ports, func(p model.Port) bool { return p.ID == gw.ID }), gw)
 		for _, s := range v.Subnets {
 			gwFor[s.ID] = ""
 			pf, err := netip.ParsePrefix(s.CIDR)
@@ -174,14 +174,14 @@ func (h NetworkSync) ensure(ctx context.Context, b Bottom, pc PodConfig, v brain
 	if fresh {
 		spec := Network{Name: bottomName(n.ID), ProjectID: pc.project()}
 		switch n.Type {
-		case api.TypeSharedVLAN:
+		case model.TypeSharedVLAN:
 			phys := strings.SplitN(v.Segment.PhysicalNetwork, "#", 2)[0]
 			if phys == "" {
 				phys = n.PhysicalNetwork
 			}
-			spec.NetworkType, spec.PhysicalNetwork, spec.SegmentationID = api.SegmentVLAN, pc.physnet(phys), n.SegmentationID
-		case api.TypeSharedVXLAN:
-			spec.NetworkType, spec.SegmentationID = api.SegmentVXLAN, n.SegmentationID
+			spec.NetworkType, spec.PhysicalNetwork, spec.SegmentationID = model.SegmentVLAN, pc.physnet(phys), n.SegmentationID
+		case model.TypeSharedVXLAN:
+			spec.NetworkType, spec.SegmentationID = model.SegmentVXLAN, n.SegmentationID
 		}
 		if net, err = b.CreateNetwork(ctx, spec); err != nil {
 			return fmt.Errorf("create bottom network: %w", err)
@@ -190,11 +190,11 @@ func (h NetworkSync) ensure(ctx context.Context, b Bottom, pc PodConfig, v brain
 		slices.SortFunc(nets, func(a, b Network) int { return strings.Compare(a.ID, b.ID) })
 		net = nets[0]
 	}
-	routes := []api.Route{{TopID: n.ID, PodID: pod, ResourceType: brain.RouteNetwork, BottomID: net.ID, NetworkID: n.ID}}
+	routes := []model.Route{{TopID: n.ID, PodID: pod, ResourceType: brain.RouteNetwork, BottomID: net.ID, NetworkID: n.ID}}
 
-	if n.Type == api.TypeMixedVLANVXLAN && (net.NetworkType == api.SegmentVLAN || net.NetworkType == api.SegmentVXLAN) &&
+	if n.Type == model.TypeMixedVLANVXLAN && (net.NetworkType == model.SegmentVLAN || net.NetworkType == model.SegmentVXLAN) &&
 		(v.Segment.NetworkType != net.NetworkType || v.Segment.SegmentationID != net.SegmentationID) {
-		rep := api.SegmentReport{PodID: pod, NetworkType: net.NetworkType, SegmentationID: net.SegmentationID, PhysicalNetwork: net.PhysicalNetwork}
+		rep := brain.SegmentReport{PodID: pod, NetworkType: net.NetworkType, SegmentationID: net.SegmentationID, PhysicalNetwork: net.PhysicalNetwork}
 		if _, err := h.Svc.ReportSegment(ctx, n.ID, rep); err != nil {
 			return fmt.Errorf("record bottom segment %s %d: %w", net.NetworkType, net.SegmentationID, err)
 		}
@@ -244,7 +244,7 @@ func (h NetworkSync) ensure(ctx context.Context, b Bottom, pc PodConfig, v brain
 		portByName[p.Name] = p
 	}
 
-	wantSubs := map[string]api.Subnet{}
+	wantSubs := map[string]model.Subnet{}
 	for _, s := range v.Subnets {
 		wantSubs[bottomName(s.ID)] = s
 	}
@@ -293,7 +293,7 @@ func (h NetworkSync) ensure(ctx context.Context, b Bottom, pc PodConfig, v brain
 	}
 	for _, s := range v.Subnets {
 		if bs, ok := subByName[bottomName(s.ID)]; ok {
-			routes = append(routes, api.Route{TopID: s.ID, PodID: pod, ResourceType: brain.RouteSubnet, BottomID: bs.ID, NetworkID: n.ID})
+			routes = append(routes, model.Route{TopID: s.ID, PodID: pod, ResourceType: brain.RouteSubnet, BottomID: bs.ID, NetworkID: n.ID})
 		}
 	}
 
@@ -347,19 +347,19 @@ func (h NetworkSync) ensure(ctx context.Context, b Bottom, pc PodConfig, v brain
 	}
 	for _, p := range v.Ports {
 		if bp, ok := portByName[bottomName(p.ID)]; ok {
-			routes = append(routes, api.Route{TopID: p.ID, PodID: pod, ResourceType: brain.RoutePort, BottomID: bp.ID, NetworkID: n.ID})
+			routes = append(routes, model.Route{TopID: p.ID, PodID: pod, ResourceType: brain.RoutePort, BottomID: bp.ID, NetworkID: n.ID})
 		}
 	}
 	for _, s := range v.Subnets {
 		if bp, ok := portByName[GatewayPortPrefix+s.ID]; ok {
-			routes = append(routes, api.Route{TopID: s.ID, PodID: pod, ResourceType: brain.RouteGatewayPort, BottomID: bp.ID, NetworkID: n.ID})
+			routes = append(routes, model.Route{TopID: s.ID, PodID: pod, ResourceType: brain.RouteGatewayPort, BottomID: bp.ID, NetworkID: n.ID})
 		}
 	}
 
 	// Record the routes; forget those of resources gone from the top.
-	var stale []api.Route
+	var stale []model.Route
 	for _, r := range v.Routes {
-		if !slices.ContainsFunc(routes, func(x api.Route) bool { return x.TopID == r.TopID && x.ResourceType == r.ResourceType }) {
+		if !slices.ContainsFunc(routes, func(x model.Route) bool { return x.TopID == r.TopID && x.ResourceType == r.ResourceType }) {
 			stale = append(stale, r)
 		}
 	}
@@ -376,7 +376,7 @@ func ours(p Port) bool {
 }
 
 // samePort reports whether a bottom port still matches the top port.
-func samePort(b Port, p api.Port) bool {
+func samePort(b Port, p model.Port) bool {
 	if !strings.EqualFold(b.MAC, p.MAC) || len(b.FixedIPs) != len(p.IPs) {
 		return false
 	}
@@ -443,7 +443,7 @@ func (h NetworkSync) teardown(ctx context.Context, b Bottom, pc PodConfig, v bra
 	// network stays.
 	gone := v.Routes
 	if len(keptNets) > 0 {
-		gone = slices.DeleteFunc(slices.Clone(v.Routes), func(r api.Route) bool {
+		gone = slices.DeleteFunc(slices.Clone(v.Routes), func(r model.Route) bool {
 			return r.ResourceType == brain.RouteNetwork || r.ResourceType == brain.RouteSubnet
 		})
 	}

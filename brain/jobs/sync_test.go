@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/l2span/l2span/brain"
-	"github.com/l2span/l2span/brain/api"
 	"github.com/l2span/l2span/brain/jobs"
+	"github.com/l2span/l2span/brain/model"
 	"github.com/l2span/l2span/brain/store"
 )
 
@@ -220,7 +220,7 @@ func (f *fakeBottom) methods() []string {
 
 type fakeBottoms map[string]*fakeBottom
 
-func (fb fakeBottoms) Bottom(_ context.Context, pod api.Pod) (jobs.Bottom, jobs.PodConfig, error) {
+func (fb fakeBottoms) Bottom(_ context.Context, pod model.Pod) (jobs.Bottom, jobs.PodConfig, error) {
 	b, ok := fb[pod.ID]
 	if !ok {
 		return nil, jobs.PodConfig{}, jobs.Permanent(fmt.Errorf("no pod %s", pod.ID))
@@ -249,7 +249,7 @@ func newUnit(t *testing.T) *unit {
 	t.Cleanup(u.svc.Close)
 	u.h = jobs.NetworkSync{Svc: u.svc, Bottoms: u.fb}
 	for _, p := range []string{"pod1", "pod2"} {
-		if _, err := u.svc.CreatePod(context.Background(), api.Pod{ID: p, AZ: "az1"}); err != nil {
+		if _, err := u.svc.CreatePod(context.Background(), model.Pod{ID: p, AZ: "az1"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -258,19 +258,19 @@ func newUnit(t *testing.T) *unit {
 
 func (u *unit) run(netID, pod string) {
 	u.t.Helper()
-	if err := u.h.Run(context.Background(), api.Job{Type: brain.JobNetworkSync, Resource: netID, PodID: pod}); err != nil {
+	if err := u.h.Run(context.Background(), model.Job{Type: brain.JobNetworkSync, Resource: netID, PodID: pod}); err != nil {
 		u.t.Fatalf("sync %s in %s: %v", netID, pod, err)
 	}
 }
 
 // network creates a network with one subnet 10.<i>.0.0/24 (gateway .1)
 // and one port in pod1.
-func (u *unit) network(typ string, i int) (api.Network, api.Port) {
+func (u *unit) network(typ string, i int) (model.Network, model.Port) {
 	u.t.Helper()
 	ctx := context.Background()
-	n := mustDo[api.Network](u.t)(u.svc.CreateNetwork(ctx, api.NetworkCreate{Name: typ, Type: typ}))
-	mustDo[api.Subnet](u.t)(u.svc.CreateSubnet(ctx, api.Subnet{NetworkID: n.ID, CIDR: fmt.Sprintf("10.%d.0.0/24", i), GatewayIP: fmt.Sprintf("10.%d.0.1", i)}))
-	p := mustDo[api.Port](u.t)(u.svc.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: "pod1", MAC: fmt.Sprintf("fa:16:3e:00:%02x:01", i), IPs: []string{fmt.Sprintf("10.%d.0.10", i)}}))
+	n := mustDo[model.Network](u.t)(u.svc.CreateNetwork(ctx, brain.NetworkCreate{Name: typ, Type: typ}))
+	mustDo[model.Subnet](u.t)(u.svc.CreateSubnet(ctx, model.Subnet{NetworkID: n.ID, CIDR: fmt.Sprintf("10.%d.0.0/24", i), GatewayIP: fmt.Sprintf("10.%d.0.1", i)}))
+	p := mustDo[model.Port](u.t)(u.svc.CreatePort(ctx, brain.PortCreate{NetworkID: n.ID, PodID: "pod1", MAC: fmt.Sprintf("fa:16:3e:00:%02x:01", i), IPs: []string{fmt.Sprintf("10.%d.0.10", i)}}))
 	return n, p
 }
 
@@ -286,10 +286,10 @@ func TestSyncCreatePerType(t *testing.T) {
 		wantType, wantPhys  string
 		wantSeg, wantTopSeg int
 	}{
-		{api.TypeSharedVLAN, "vlan", "bottomphys", 100, 100},
-		{api.TypeSharedVXLAN, "vxlan", "", 9000, 9000},
-		{api.TypeMixedVLANVXLAN, "", "", 0, 9001},
-		{api.TypeLocal, "", "", 0, 0},
+		{model.TypeSharedVLAN, "vlan", "bottomphys", 100, 100},
+		{model.TypeSharedVXLAN, "vxlan", "", 9000, 9000},
+		{model.TypeMixedVLANVXLAN, "", "", 0, 9001},
+		{model.TypeLocal, "", "", 0, 0},
 	} {
 		t.Run(tc.typ, func(t *testing.T) {
 			u.t = t
@@ -341,7 +341,7 @@ func TestSyncCreatePerType(t *testing.T) {
 			if len(gw) != 1 || len(gw[0].FixedIPs) != 1 || gw[0].FixedIPs[0].IP != subs[0].GatewayIP || gw[0].Name != jobs.GatewayPortPrefix+subs[0].Name[len(jobs.NamePrefix):] {
 				t.Fatalf("bottom gateway ports %+v", gw)
 			}
-			routes := mustDo[[]api.Route](t)(u.svc.ListRoutes(context.Background(), store.RouteFilter{NetworkID: n.ID, PodID: "pod1"}))
+			routes := mustDo[[]model.Route](t)(u.svc.ListRoutes(context.Background(), model.RouteFilter{NetworkID: n.ID, PodID: "pod1"}))
 			if len(routes) != 5 { // network, subnet, port, DHCP port, gateway port
 				t.Fatalf("routes %+v", routes)
 			}
@@ -360,17 +360,17 @@ func TestSyncCreatePerType(t *testing.T) {
 // pod's segment (phys#pod).
 func TestSyncMixedReadBack(t *testing.T) {
 	u := newUnit(t)
-	n, _ := u.network(api.TypeMixedVLANVXLAN, 1)
+	n, _ := u.network(model.TypeMixedVLANVXLAN, 1)
 	u.run(n.ID, "pod1")
-	segs := mustDo[[]api.Segment](t)(u.svc.ListSegments(context.Background(), n.ID))
+	segs := mustDo[[]model.Segment](t)(u.svc.ListSegments(context.Background(), n.ID))
 	if len(segs) != 1 || segs[0].NetworkType != "vlan" || segs[0].SegmentationID != 1234 || segs[0].PhysicalNetwork != "physbottom#pod1" {
 		t.Fatalf("segments %+v, want vlan 1234 physbottom#pod1", segs)
 	}
 	// A second pod's bottom chooses differently; each pod keeps its own.
 	u.fb["pod2"].mixedTo = jobs.Network{NetworkType: "vxlan", SegmentationID: 5555}
-	mustDo[api.Port](t)(u.svc.CreatePort(context.Background(), api.PortCreate{NetworkID: n.ID, PodID: "pod2", MAC: "fa:16:3e:00:02:02", IPs: []string{"10.1.0.11"}}))
+	mustDo[model.Port](t)(u.svc.CreatePort(context.Background(), brain.PortCreate{NetworkID: n.ID, PodID: "pod2", MAC: "fa:16:3e:00:02:02", IPs: []string{"10.1.0.11"}}))
 	u.run(n.ID, "pod2")
-	segs = mustDo[[]api.Segment](t)(u.svc.ListSegments(context.Background(), n.ID))
+	segs = mustDo[[]model.Segment](t)(u.svc.ListSegments(context.Background(), n.ID))
 	got := map[string]string{}
 	for _, g := range segs {
 		got[g.PodID] = fmt.Sprintf("%s/%d/%s", g.NetworkType, g.SegmentationID, g.PhysicalNetwork)
@@ -386,7 +386,7 @@ func TestSyncMixedReadBack(t *testing.T) {
 func TestSyncTeardownOrder(t *testing.T) {
 	u := newUnit(t)
 	f := u.fb["pod1"]
-	n, p := u.network(api.TypeSharedVXLAN, 1)
+	n, p := u.network(model.TypeSharedVXLAN, 1)
 	u.run(n.ID, "pod1")
 	if err := u.svc.DeletePort(context.Background(), p.ID); err != nil {
 		t.Fatal(err)
@@ -405,7 +405,7 @@ func TestSyncTeardownOrder(t *testing.T) {
 	if len(f.nets)+len(f.subs)+len(f.ports) != 0 {
 		t.Fatalf("left in the bottom: %v %v %v", f.nets, f.subs, f.ports)
 	}
-	if r := mustDo[[]api.Route](t)(u.svc.ListRoutes(context.Background(), store.RouteFilter{NetworkID: n.ID})); len(r) != 0 {
+	if r := mustDo[[]model.Route](t)(u.svc.ListRoutes(context.Background(), model.RouteFilter{NetworkID: n.ID})); len(r) != 0 {
 		t.Fatalf("routes left: %+v", r)
 	}
 	u.run(n.ID, "pod1")
@@ -423,18 +423,18 @@ func TestSyncBottomErrorRetried(t *testing.T) {
 	f.mu.Lock()
 	f.fail["CreatePorts"] = errors.New("neutron said 503 Service Unavailable")
 	f.mu.Unlock()
-	n, _ := u.network(api.TypeSharedVLAN, 1)
+	n, _ := u.network(model.TypeSharedVLAN, 1)
 	p := jobs.New(u.st, map[string]jobs.Handler{brain.JobNetworkSync: u.h},
 		jobs.Options{Poll: 10 * time.Millisecond, BackoffBase: 20 * time.Millisecond, BackoffMax: 50 * time.Millisecond, Logger: quiet})
 	runPool(t, p)
-	var j api.Job
+	var j model.Job
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		l := mustDo[api.List[api.Job]](t)(u.svc.ListJobs(context.Background(), store.JobFilter{Resource: n.ID, PodID: "pod1"}, store.Page{}))
+		l := mustDo[model.List[model.Job]](t)(u.svc.ListJobs(context.Background(), model.JobFilter{Resource: n.ID, PodID: "pod1"}, model.Page{}))
 		if len(l.Items) == 1 {
 			j = l.Items[0]
 		}
-		if j.Attempts >= 3 && j.State == api.JobFailed {
+		if j.Attempts >= 3 && j.State == model.JobFailed {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -448,8 +448,8 @@ func TestSyncBottomErrorRetried(t *testing.T) {
 	f.mu.Lock()
 	delete(f.fail, "CreatePorts")
 	f.mu.Unlock()
-	j = waitJob(t, u.st, j.ID, api.JobSuccess)
-	if j.LastError != "" && j.State != api.JobSuccess {
+	j = waitJob(t, u.st, j.ID, model.JobSuccess)
+	if j.LastError != "" && j.State != model.JobSuccess {
 		t.Fatalf("job %+v", j)
 	}
 	f.mu.Lock()
@@ -466,9 +466,9 @@ func TestSyncBottomErrorRetried(t *testing.T) {
 func TestSyncAnycastGatewayAndDHCP(t *testing.T) {
 	u := newUnit(t)
 	ctx := context.Background()
-	n, _ := u.network(api.TypeSharedVXLAN, 1)
-	mustDo[api.Port](t)(u.svc.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: "pod1", MAC: "fa:16:3e:00:01:fe", IPs: []string{"10.1.0.254"}}))
-	mustDo[api.Port](t)(u.svc.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: "pod2", MAC: "fa:16:3e:00:02:01", IPs: []string{"10.1.0.20"}}))
+	n, _ := u.network(model.TypeSharedVXLAN, 1)
+	mustDo[model.Port](t)(u.svc.CreatePort(ctx, brain.PortCreate{NetworkID: n.ID, PodID: "pod1", MAC: "fa:16:3e:00:01:fe", IPs: []string{"10.1.0.254"}}))
+	mustDo[model.Port](t)(u.svc.CreatePort(ctx, brain.PortCreate{NetworkID: n.ID, PodID: "pod2", MAC: "fa:16:3e:00:02:01", IPs: []string{"10.1.0.20"}}))
 	u.run(n.ID, "pod1")
 	u.run(n.ID, "pod2")
 	gwMAC, dhcpIP := map[string]string{}, map[string]string{}
@@ -493,13 +493,13 @@ func TestSyncAnycastGatewayAndDHCP(t *testing.T) {
 	}
 	// The top holds them as ports of the pods (agents see them).
 	for _, pod := range []string{"pod1", "pod2"} {
-		p := mustDo[api.Port](t)(u.svc.GetPort(ctx, brain.ReservedPortID(brain.ReservedDHCP, n.ID, pod)))
+		p := mustDo[model.Port](t)(u.svc.GetPort(ctx, brain.ReservedPortID(brain.ReservedDHCP, n.ID, pod)))
 		if p.DeviceOwner != "network:dhcp" || p.PodID != pod || p.IPs[0] != dhcpIP[pod] {
 			t.Fatalf("top DHCP port of %s: %+v", pod, p)
 		}
 	}
 	// Last ports gone: bottoms emptied, top DHCP ports and segments gone.
-	for _, p := range mustDo[api.List[api.Port]](t)(u.svc.ListPorts(ctx, store.PortFilter{NetworkID: n.ID}, store.Page{})).Items {
+	for _, p := range mustDo[model.List[model.Port]](t)(u.svc.ListPorts(ctx, model.PortFilter{NetworkID: n.ID}, model.Page{})).Items {
 		if !brain.IsReserved(p) {
 			if err := u.svc.DeletePort(ctx, p.ID); err != nil {
 				t.Fatal(err)
@@ -517,7 +517,7 @@ func TestSyncAnycastGatewayAndDHCP(t *testing.T) {
 			t.Fatalf("%s bottom left: %v %v %v", pod, f.nets, f.subs, f.ports)
 		}
 	}
-	if l := mustDo[api.List[api.Port]](t)(u.svc.ListPorts(ctx, store.PortFilter{NetworkID: n.ID}, store.Page{})); len(l.Items) != 0 {
+	if l := mustDo[model.List[model.Port]](t)(u.svc.ListPorts(ctx, model.PortFilter{NetworkID: n.ID}, model.Page{})); len(l.Items) != 0 {
 		t.Fatalf("top ports left: %+v", l.Items)
 	}
 }
@@ -531,7 +531,7 @@ func TestSyncTeardownLeavesForeignPorts(t *testing.T) {
 	u := newUnit(t)
 	ctx := context.Background()
 	f := u.fb["pod1"]
-	n, p := u.network(api.TypeSharedVXLAN, 1)
+	n, p := u.network(model.TypeSharedVXLAN, 1)
 	u.run(n.ID, "pod1")
 	var bnet, bsub string
 	for id := range f.nets {
@@ -545,7 +545,7 @@ func TestSyncTeardownLeavesForeignPorts(t *testing.T) {
 	if err := u.svc.DeletePort(ctx, p.ID); err != nil {
 		t.Fatal(err)
 	}
-	err := u.h.Run(ctx, api.Job{Type: brain.JobNetworkSync, Resource: n.ID, PodID: "pod1"})
+	err := u.h.Run(ctx, model.Job{Type: brain.JobNetworkSync, Resource: n.ID, PodID: "pod1"})
 	if err == nil || !jobs.IsPermanent(err) || !strings.Contains(err.Error(), "rtr-if") || strings.Contains(err.Error(), "agent-dhcp") {
 		t.Fatalf("teardown with a router interface: %v, want a permanent error naming rtr-if only", err)
 	}
@@ -572,7 +572,7 @@ func TestSyncTeardownLeavesForeignPorts(t *testing.T) {
 	if len(f.nets)+len(f.subs)+len(f.ports) != 0 {
 		t.Fatalf("after detach and retry: %v %v %v", f.nets, f.subs, f.ports)
 	}
-	if r := mustDo[[]api.Route](t)(u.svc.ListRoutes(ctx, store.RouteFilter{NetworkID: n.ID})); len(r) != 0 {
+	if r := mustDo[[]model.Route](t)(u.svc.ListRoutes(ctx, model.RouteFilter{NetworkID: n.ID})); len(r) != 0 {
 		t.Fatalf("routes left: %+v", r)
 	}
 }

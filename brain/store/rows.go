@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/brain/model"
 )
 
 func micros(t time.Time) int64 { return t.UnixMicro() }
@@ -42,13 +42,8 @@ func parseList(s string) ([]string, error) {
 	return v, nil
 }
 
-// Page selects a page of a list ordered by id: ids after Marker, at most Limit.
-type Page struct {
-	Limit  int
-	Marker string
-}
-
-func (p Page) clause(where []string, args []any) (string, []any, int) {
+// pageClause is the WHERE, ORDER and LIMIT of page p of a list ordered by id.
+func pageClause(p model.Page, where []string, args []any) (string, []any, int) {
 	if p.Marker != "" {
 		where = append(where, "id > ?")
 		args = append(args, p.Marker)
@@ -66,8 +61,8 @@ func (p Page) clause(where []string, args []any) (string, []any, int) {
 	return q, args, limit
 }
 
-func pageOf[T any](items []T, limit int, id func(T) string) api.List[T] {
-	out := api.List[T]{Items: items}
+func pageOf[T any](items []T, limit int, id func(T) string) model.List[T] {
+	out := model.List[T]{Items: items}
 	if len(items) > limit {
 		out.Items = items[:limit]
 		out.Next = id(items[limit-1])
@@ -81,8 +76,8 @@ func pageOf[T any](items []T, limit int, id func(T) string) api.List[T] {
 // --- pods ---
 
 // InsertPod adds a pod; ErrDuplicate if the id exists.
-func (t *Tx) InsertPod(ctx context.Context, p api.Pod) error {
-	_, err := t.Exec(ctx, `INSERT INTO pods (id, az, region, dvr_base_mac, neutron_url, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+func (t *Tx) InsertPod(ctx context.Context, p model.Pod) error {
+	_, err := t.exec(ctx, `INSERT INTO pods (id, az, region, dvr_base_mac, neutron_url, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		p.ID, p.AZ, p.Region, p.DVRBaseMAC, p.NeutronURL, micros(p.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("insert pod %s: %w", p.ID, err)
@@ -91,8 +86,8 @@ func (t *Tx) InsertPod(ctx context.Context, p api.Pod) error {
 }
 
 // UpdatePod replaces a pod's mutable fields.
-func (t *Tx) UpdatePod(ctx context.Context, p api.Pod) error {
-	_, err := t.Exec(ctx, `UPDATE pods SET region = ?, dvr_base_mac = ?, neutron_url = ? WHERE id = ?`,
+func (t *Tx) UpdatePod(ctx context.Context, p model.Pod) error {
+	_, err := t.exec(ctx, `UPDATE pods SET region = ?, dvr_base_mac = ?, neutron_url = ? WHERE id = ?`,
 		p.Region, p.DVRBaseMAC, p.NeutronURL, p.ID)
 	if err != nil {
 		return fmt.Errorf("update pod %s: %w", p.ID, err)
@@ -102,7 +97,7 @@ func (t *Tx) UpdatePod(ctx context.Context, p api.Pod) error {
 
 // DeletePod removes a pod; ErrReferenced while anything still lives in it.
 func (t *Tx) DeletePod(ctx context.Context, id string) error {
-	r, err := t.Exec(ctx, `DELETE FROM pods WHERE id = ?`, id)
+	r, err := t.exec(ctx, `DELETE FROM pods WHERE id = ?`, id)
 	if err != nil {
 		return fmt.Errorf("delete pod %s: %w", id, err)
 	}
@@ -114,8 +109,8 @@ func (t *Tx) DeletePod(ctx context.Context, id string) error {
 
 const podCols = `id, az, region, dvr_base_mac, neutron_url, created_at`
 
-func scanPod(s interface{ Scan(...any) error }) (api.Pod, error) {
-	var p api.Pod
+func scanPod(s interface{ Scan(...any) error }) (model.Pod, error) {
+	var p model.Pod
 	var created int64
 	err := s.Scan(&p.ID, &p.AZ, &p.Region, &p.DVRBaseMAC, &p.NeutronURL, &created)
 	p.CreatedAt = fromMicros(created)
@@ -123,8 +118,8 @@ func scanPod(s interface{ Scan(...any) error }) (api.Pod, error) {
 }
 
 // GetPod returns a pod or ErrNotFound.
-func (t *Tx) GetPod(ctx context.Context, id string) (api.Pod, error) {
-	p, err := scanPod(t.QueryRow(ctx, `SELECT `+podCols+` FROM pods WHERE id = ?`, id))
+func (t *Tx) GetPod(ctx context.Context, id string) (model.Pod, error) {
+	p, err := scanPod(t.queryRow(ctx, `SELECT `+podCols+` FROM pods WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, fmt.Errorf("pod %s: %w", id, ErrNotFound)
 	}
@@ -134,34 +129,29 @@ func (t *Tx) GetPod(ctx context.Context, id string) (api.Pod, error) {
 	return p, nil
 }
 
-// PodFilter filters ListPods.
-type PodFilter struct {
-	AZ string
-}
-
 // ListPods returns a page of pods.
-func (t *Tx) ListPods(ctx context.Context, f PodFilter, p Page) (api.List[api.Pod], error) {
+func (t *Tx) ListPods(ctx context.Context, f model.PodFilter, p model.Page) (model.List[model.Pod], error) {
 	var where []string
 	var args []any
 	if f.AZ != "" {
 		where, args = append(where, "az = ?"), append(args, f.AZ)
 	}
-	q, args, limit := p.clause(where, args)
-	rows, err := t.Query(ctx, `SELECT `+podCols+` FROM pods`+q, args...)
+	q, args, limit := pageClause(p, where, args)
+	rows, err := t.query(ctx, `SELECT `+podCols+` FROM pods`+q, args...)
 	if err != nil {
-		return api.List[api.Pod]{}, fmt.Errorf("list pods: %w", err)
+		return model.List[model.Pod]{}, fmt.Errorf("list pods: %w", err)
 	}
 	items, err := collect(rows, scanPod)
 	if err != nil {
-		return api.List[api.Pod]{}, fmt.Errorf("list pods: %w", err)
+		return model.List[model.Pod]{}, fmt.Errorf("list pods: %w", err)
 	}
-	return pageOf(items, limit, func(p api.Pod) string { return p.ID }), nil
+	return pageOf(items, limit, func(p model.Pod) string { return p.ID }), nil
 }
 
 // AZExists reports whether any pod is in az.
 func (t *Tx) AZExists(ctx context.Context, az string) (bool, error) {
 	var n int
-	if err := t.QueryRow(ctx, `SELECT COUNT(*) FROM pods WHERE az = ?`, az).Scan(&n); err != nil {
+	if err := t.queryRow(ctx, `SELECT COUNT(*) FROM pods WHERE az = ?`, az).Scan(&n); err != nil {
 		return false, fmt.Errorf("check az %s: %w", az, err)
 	}
 	return n > 0, nil
@@ -183,8 +173,8 @@ func collect[T any](rows *sql.Rows, scan func(interface{ Scan(...any) error }) (
 // --- networks ---
 
 // InsertNetwork adds a network row (allocations are separate).
-func (t *Tx) InsertNetwork(ctx context.Context, n api.Network) error {
-	_, err := t.Exec(ctx, `INSERT INTO networks (id, name, type, az_hints, external, segmentation_id, physical_network, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+func (t *Tx) InsertNetwork(ctx context.Context, n model.Network) error {
+	_, err := t.exec(ctx, `INSERT INTO networks (id, name, type, az_hints, external, segmentation_id, physical_network, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		n.ID, n.Name, n.Type, jsonList(n.AZHints), boolInt(n.External), n.SegmentationID, n.PhysicalNetwork, micros(n.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("insert network %s: %w", n.ID, err)
@@ -192,9 +182,18 @@ func (t *Tx) InsertNetwork(ctx context.Context, n api.Network) error {
 	return nil
 }
 
+// SetSegmentation records the segmentation id (and, for a VLAN, the
+// physical network) allocated to a network.
+func (t *Tx) SetSegmentation(ctx context.Context, id string, segmentationID int, physnet string) error {
+	if _, err := t.exec(ctx, `UPDATE networks SET segmentation_id = ?, physical_network = ? WHERE id = ?`, segmentationID, physnet, id); err != nil {
+		return fmt.Errorf("store segmentation id of %s: %w", id, err)
+	}
+	return nil
+}
+
 // RenameNetwork changes a network's name.
 func (t *Tx) RenameNetwork(ctx context.Context, id, name string) error {
-	if _, err := t.Exec(ctx, `UPDATE networks SET name = ? WHERE id = ?`, name, id); err != nil {
+	if _, err := t.exec(ctx, `UPDATE networks SET name = ? WHERE id = ?`, name, id); err != nil {
 		return fmt.Errorf("rename network %s: %w", id, err)
 	}
 	return nil
@@ -203,7 +202,7 @@ func (t *Tx) RenameNetwork(ctx context.Context, id, name string) error {
 // DeleteNetwork removes a network, its segments and its allocations;
 // ErrReferenced while ports or subnets remain.
 func (t *Tx) DeleteNetwork(ctx context.Context, id string) error {
-	r, err := t.Exec(ctx, `DELETE FROM networks WHERE id = ?`, id)
+	r, err := t.exec(ctx, `DELETE FROM networks WHERE id = ?`, id)
 	if err != nil {
 		return fmt.Errorf("delete network %s: %w", id, err)
 	}
@@ -217,8 +216,8 @@ func (t *Tx) DeleteNetwork(ctx context.Context, id string) error {
 const networkSelect = `SELECT n.id, n.name, n.type, n.az_hints, n.external, n.segmentation_id, n.physical_network, n.created_at,
 	COALESCE(o.gateway_per_pod, 0) FROM networks n LEFT JOIN network_options o ON o.network_id = n.id`
 
-func scanNetwork(s interface{ Scan(...any) error }) (api.Network, error) {
-	var n api.Network
+func scanNetwork(s interface{ Scan(...any) error }) (model.Network, error) {
+	var n model.Network
 	var hints string
 	var ext, perPod int
 	var created int64
@@ -233,8 +232,8 @@ func scanNetwork(s interface{ Scan(...any) error }) (api.Network, error) {
 }
 
 // GetNetwork returns a network (without segments) or ErrNotFound.
-func (t *Tx) GetNetwork(ctx context.Context, id string) (api.Network, error) {
-	n, err := scanNetwork(t.QueryRow(ctx, networkSelect+` WHERE n.id = ?`, id))
+func (t *Tx) GetNetwork(ctx context.Context, id string) (model.Network, error) {
+	n, err := scanNetwork(t.queryRow(ctx, networkSelect+` WHERE n.id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return n, fmt.Errorf("network %s: %w", id, ErrNotFound)
 	}
@@ -244,14 +243,8 @@ func (t *Tx) GetNetwork(ctx context.Context, id string) (api.Network, error) {
 	return n, nil
 }
 
-// NetworkFilter filters ListNetworks.
-type NetworkFilter struct {
-	Name string
-	Type string
-}
-
 // ListNetworks returns a page of networks (without segments).
-func (t *Tx) ListNetworks(ctx context.Context, f NetworkFilter, p Page) (api.List[api.Network], error) {
+func (t *Tx) ListNetworks(ctx context.Context, f model.NetworkFilter, p model.Page) (model.List[model.Network], error) {
 	var where []string
 	var args []any
 	if f.Name != "" {
@@ -260,16 +253,16 @@ func (t *Tx) ListNetworks(ctx context.Context, f NetworkFilter, p Page) (api.Lis
 	if f.Type != "" {
 		where, args = append(where, "type = ?"), append(args, f.Type)
 	}
-	q, args, limit := p.clause(where, args)
-	rows, err := t.Query(ctx, networkSelect+q, args...)
+	q, args, limit := pageClause(p, where, args)
+	rows, err := t.query(ctx, networkSelect+q, args...)
 	if err != nil {
-		return api.List[api.Network]{}, fmt.Errorf("list networks: %w", err)
+		return model.List[model.Network]{}, fmt.Errorf("list networks: %w", err)
 	}
 	items, err := collect(rows, scanNetwork)
 	if err != nil {
-		return api.List[api.Network]{}, fmt.Errorf("list networks: %w", err)
+		return model.List[model.Network]{}, fmt.Errorf("list networks: %w", err)
 	}
-	return pageOf(items, limit, func(n api.Network) string { return n.ID }), nil
+	return pageOf(items, limit, func(n model.Network) string { return n.ID }), nil
 }
 
 // --- allocations ---
@@ -279,7 +272,7 @@ func (t *Tx) ListNetworks(ctx context.Context, f NetworkFilter, p Page) (api.Lis
 // free id found is still free at insert.
 func (t *Tx) Allocate(ctx context.Context, pool string, min, max int, networkID string) (int, error) {
 	var id sql.NullInt64
-	err := t.QueryRow(ctx, `
+	err := t.queryRow(ctx, `
 SELECT MIN(c) FROM (
 	SELECT CAST(? AS INTEGER) AS c
 	UNION ALL
@@ -301,7 +294,7 @@ WHERE NOT EXISTS (SELECT 1 FROM allocations b WHERE b.pool = ? AND b.id = cand.c
 
 // Reserve takes a specific id of pool; ErrDuplicate if it is taken.
 func (t *Tx) Reserve(ctx context.Context, pool string, id int, networkID string) error {
-	if _, err := t.Exec(ctx, `INSERT INTO allocations (pool, id, network_id) VALUES (?, ?, ?)`, pool, id, networkID); err != nil {
+	if _, err := t.exec(ctx, `INSERT INTO allocations (pool, id, network_id) VALUES (?, ?, ?)`, pool, id, networkID); err != nil {
 		return fmt.Errorf("reserve %s id %d: %w", pool, id, err)
 	}
 	return nil
@@ -310,7 +303,7 @@ func (t *Tx) Reserve(ctx context.Context, pool string, id int, networkID string)
 // AllocationOwner returns the network holding id in pool, or "".
 func (t *Tx) AllocationOwner(ctx context.Context, pool string, id int) (string, error) {
 	var owner string
-	err := t.QueryRow(ctx, `SELECT network_id FROM allocations WHERE pool = ? AND id = ?`, pool, id).Scan(&owner)
+	err := t.queryRow(ctx, `SELECT network_id FROM allocations WHERE pool = ? AND id = ?`, pool, id).Scan(&owner)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", nil
 	}
@@ -324,8 +317,8 @@ func (t *Tx) AllocationOwner(ctx context.Context, pool string, id int) (string, 
 
 const segmentCols = `network_id, pod_id, network_type, segmentation_id, physical_network, created_at`
 
-func scanSegment(s interface{ Scan(...any) error }) (api.Segment, error) {
-	var g api.Segment
+func scanSegment(s interface{ Scan(...any) error }) (model.Segment, error) {
+	var g model.Segment
 	var created int64
 	err := s.Scan(&g.NetworkID, &g.PodID, &g.NetworkType, &g.SegmentationID, &g.PhysicalNetwork, &created)
 	g.CreatedAt = fromMicros(created)
@@ -333,8 +326,8 @@ func scanSegment(s interface{ Scan(...any) error }) (api.Segment, error) {
 }
 
 // InsertSegment adds the segment of a network in a pod; ErrDuplicate if one exists.
-func (t *Tx) InsertSegment(ctx context.Context, g api.Segment) error {
-	_, err := t.Exec(ctx, `INSERT INTO segments (`+segmentCols+`) VALUES (?, ?, ?, ?, ?, ?)`,
+func (t *Tx) InsertSegment(ctx context.Context, g model.Segment) error {
+	_, err := t.exec(ctx, `INSERT INTO segments (`+segmentCols+`) VALUES (?, ?, ?, ?, ?, ?)`,
 		g.NetworkID, g.PodID, g.NetworkType, g.SegmentationID, g.PhysicalNetwork, micros(g.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("insert segment %s/%s: %w", g.NetworkID, g.PodID, err)
@@ -343,8 +336,8 @@ func (t *Tx) InsertSegment(ctx context.Context, g api.Segment) error {
 }
 
 // UpdateSegment sets the bottom segment of a network in a pod.
-func (t *Tx) UpdateSegment(ctx context.Context, g api.Segment) error {
-	_, err := t.Exec(ctx, `UPDATE segments SET network_type = ?, segmentation_id = ?, physical_network = ? WHERE network_id = ? AND pod_id = ?`,
+func (t *Tx) UpdateSegment(ctx context.Context, g model.Segment) error {
+	_, err := t.exec(ctx, `UPDATE segments SET network_type = ?, segmentation_id = ?, physical_network = ? WHERE network_id = ? AND pod_id = ?`,
 		g.NetworkType, g.SegmentationID, g.PhysicalNetwork, g.NetworkID, g.PodID)
 	if err != nil {
 		return fmt.Errorf("update segment %s/%s: %w", g.NetworkID, g.PodID, err)
@@ -354,15 +347,15 @@ func (t *Tx) UpdateSegment(ctx context.Context, g api.Segment) error {
 
 // DeleteSegment removes the segment of a network in a pod.
 func (t *Tx) DeleteSegment(ctx context.Context, networkID, podID string) error {
-	if _, err := t.Exec(ctx, `DELETE FROM segments WHERE network_id = ? AND pod_id = ?`, networkID, podID); err != nil {
+	if _, err := t.exec(ctx, `DELETE FROM segments WHERE network_id = ? AND pod_id = ?`, networkID, podID); err != nil {
 		return fmt.Errorf("delete segment %s/%s: %w", networkID, podID, err)
 	}
 	return nil
 }
 
 // Segments returns a network's segments ordered by pod.
-func (t *Tx) Segments(ctx context.Context, networkID string) ([]api.Segment, error) {
-	rows, err := t.Query(ctx, `SELECT `+segmentCols+` FROM segments WHERE network_id = ? ORDER BY pod_id`, networkID)
+func (t *Tx) Segments(ctx context.Context, networkID string) ([]model.Segment, error) {
+	rows, err := t.query(ctx, `SELECT `+segmentCols+` FROM segments WHERE network_id = ? ORDER BY pod_id`, networkID)
 	if err != nil {
 		return nil, fmt.Errorf("segments of %s: %w", networkID, err)
 	}
@@ -373,37 +366,12 @@ func (t *Tx) Segments(ctx context.Context, networkID string) ([]api.Segment, err
 	return out, nil
 }
 
-// SegmentsOf returns the segments of networks ids, by network id and ordered
-// by pod.
-func (t *Tx) SegmentsOf(ctx context.Context, ids []string) (map[string][]api.Segment, error) {
-	out := map[string][]api.Segment{}
-	if len(ids) == 0 {
-		return out, nil
-	}
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
-	}
-	rows, err := t.Query(ctx, `SELECT `+segmentCols+` FROM segments WHERE network_id IN (`+placeholders(len(ids))+`) ORDER BY network_id, pod_id`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("segments of %d networks: %w", len(ids), err)
-	}
-	segs, err := collect(rows, scanSegment)
-	if err != nil {
-		return nil, fmt.Errorf("segments of %d networks: %w", len(ids), err)
-	}
-	for _, g := range segs {
-		out[g.NetworkID] = append(out[g.NetworkID], g)
-	}
-	return out, nil
-}
-
 // --- subnets ---
 
 const subnetCols = `id, network_id, cidr, gateway_ip, created_at`
 
-func scanSubnet(s interface{ Scan(...any) error }) (api.Subnet, error) {
-	var n api.Subnet
+func scanSubnet(s interface{ Scan(...any) error }) (model.Subnet, error) {
+	var n model.Subnet
 	var created int64
 	err := s.Scan(&n.ID, &n.NetworkID, &n.CIDR, &n.GatewayIP, &created)
 	n.CreatedAt = fromMicros(created)
@@ -411,8 +379,8 @@ func scanSubnet(s interface{ Scan(...any) error }) (api.Subnet, error) {
 }
 
 // InsertSubnet adds a subnet.
-func (t *Tx) InsertSubnet(ctx context.Context, n api.Subnet) error {
-	_, err := t.Exec(ctx, `INSERT INTO subnets (`+subnetCols+`) VALUES (?, ?, ?, ?, ?)`,
+func (t *Tx) InsertSubnet(ctx context.Context, n model.Subnet) error {
+	_, err := t.exec(ctx, `INSERT INTO subnets (`+subnetCols+`) VALUES (?, ?, ?, ?, ?)`,
 		n.ID, n.NetworkID, n.CIDR, n.GatewayIP, micros(n.CreatedAt))
 	if err != nil {
 		return fmt.Errorf("insert subnet %s: %w", n.ID, err)
@@ -422,7 +390,7 @@ func (t *Tx) InsertSubnet(ctx context.Context, n api.Subnet) error {
 
 // DeleteSubnet removes a subnet.
 func (t *Tx) DeleteSubnet(ctx context.Context, id string) error {
-	r, err := t.Exec(ctx, `DELETE FROM subnets WHERE id = ?`, id)
+	r, err := t.exec(ctx, `DELETE FROM subnets WHERE id = ?`, id)
 	if err != nil {
 		return fmt.Errorf("delete subnet %s: %w", id, err)
 	}
@@ -432,9 +400,17 @@ func (t *Tx) DeleteSubnet(ctx context.Context, id string) error {
 	return nil
 }
 
+// DeleteSubnetsOf removes every subnet of a network.
+func (t *Tx) DeleteSubnetsOf(ctx context.Context, networkID string) error {
+	if _, err := t.exec(ctx, `DELETE FROM subnets WHERE network_id = ?`, networkID); err != nil {
+		return fmt.Errorf("delete subnets of %s: %w", networkID, err)
+	}
+	return nil
+}
+
 // GetSubnet returns a subnet or ErrNotFound.
-func (t *Tx) GetSubnet(ctx context.Context, id string) (api.Subnet, error) {
-	n, err := scanSubnet(t.QueryRow(ctx, `SELECT `+subnetCols+` FROM subnets WHERE id = ?`, id))
+func (t *Tx) GetSubnet(ctx context.Context, id string) (model.Subnet, error) {
+	n, err := scanSubnet(t.queryRow(ctx, `SELECT `+subnetCols+` FROM subnets WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return n, fmt.Errorf("subnet %s: %w", id, ErrNotFound)
 	}
@@ -444,36 +420,31 @@ func (t *Tx) GetSubnet(ctx context.Context, id string) (api.Subnet, error) {
 	return n, nil
 }
 
-// SubnetFilter filters ListSubnets.
-type SubnetFilter struct {
-	NetworkID string
-}
-
 // ListSubnets returns a page of subnets.
-func (t *Tx) ListSubnets(ctx context.Context, f SubnetFilter, p Page) (api.List[api.Subnet], error) {
+func (t *Tx) ListSubnets(ctx context.Context, f model.SubnetFilter, p model.Page) (model.List[model.Subnet], error) {
 	var where []string
 	var args []any
 	if f.NetworkID != "" {
 		where, args = append(where, "network_id = ?"), append(args, f.NetworkID)
 	}
-	q, args, limit := p.clause(where, args)
-	rows, err := t.Query(ctx, `SELECT `+subnetCols+` FROM subnets`+q, args...)
+	q, args, limit := pageClause(p, where, args)
+	rows, err := t.query(ctx, `SELECT `+subnetCols+` FROM subnets`+q, args...)
 	if err != nil {
-		return api.List[api.Subnet]{}, fmt.Errorf("list subnets: %w", err)
+		return model.List[model.Subnet]{}, fmt.Errorf("list subnets: %w", err)
 	}
 	items, err := collect(rows, scanSubnet)
 	if err != nil {
-		return api.List[api.Subnet]{}, fmt.Errorf("list subnets: %w", err)
+		return model.List[model.Subnet]{}, fmt.Errorf("list subnets: %w", err)
 	}
-	return pageOf(items, limit, func(n api.Subnet) string { return n.ID }), nil
+	return pageOf(items, limit, func(n model.Subnet) string { return n.ID }), nil
 }
 
 // --- ports ---
 
 const portCols = `id, network_id, pod_id, mac, ips, device_owner, created_at, mobility_seq, duplicate`
 
-func scanPort(s interface{ Scan(...any) error }) (api.Port, error) {
-	var p api.Port
+func scanPort(s interface{ Scan(...any) error }) (model.Port, error) {
+	var p model.Port
 	var ips string
 	var created int64
 	var dup int
@@ -492,8 +463,8 @@ var ErrDuplicateID = fmt.Errorf("%w id", ErrDuplicate)
 
 // InsertPort adds a port; ErrDuplicateID for an existing id, ErrDuplicate for
 // a MAC already in the network.
-func (t *Tx) InsertPort(ctx context.Context, p api.Port) error {
-	_, err := t.Exec(ctx, `INSERT INTO ports (`+portCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+func (t *Tx) InsertPort(ctx context.Context, p model.Port) error {
+	_, err := t.exec(ctx, `INSERT INTO ports (`+portCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		p.ID, p.NetworkID, p.PodID, p.MAC, jsonList(p.IPs), p.DeviceOwner, micros(p.CreatedAt), p.MobilitySeq, boolInt(p.Duplicate))
 	if err != nil {
 		// Which constraint, from the driver's message: a lookup after the
@@ -507,8 +478,8 @@ func (t *Tx) InsertPort(ctx context.Context, p api.Port) error {
 }
 
 // UpdatePort writes a port's pod, IPs, mobility sequence and duplicate mark.
-func (t *Tx) UpdatePort(ctx context.Context, p api.Port) error {
-	_, err := t.Exec(ctx, `UPDATE ports SET pod_id = ?, ips = ?, mobility_seq = ?, duplicate = ? WHERE id = ?`,
+func (t *Tx) UpdatePort(ctx context.Context, p model.Port) error {
+	_, err := t.exec(ctx, `UPDATE ports SET pod_id = ?, ips = ?, mobility_seq = ?, duplicate = ? WHERE id = ?`,
 		p.PodID, jsonList(p.IPs), p.MobilitySeq, boolInt(p.Duplicate), p.ID)
 	if err != nil {
 		return fmt.Errorf("update port %s: %w", p.ID, err)
@@ -518,7 +489,7 @@ func (t *Tx) UpdatePort(ctx context.Context, p api.Port) error {
 
 // RecordMove remembers a port's move for duplicate detection.
 func (t *Tx) RecordMove(ctx context.Context, portID, from, to string, at time.Time) error {
-	_, err := t.Exec(ctx, `INSERT INTO port_moves (port_id, at, from_pod, to_pod) VALUES (?, ?, ?, ?)`, portID, micros(at), from, to)
+	_, err := t.exec(ctx, `INSERT INTO port_moves (port_id, at, from_pod, to_pod) VALUES (?, ?, ?, ?)`, portID, micros(at), from, to)
 	if err != nil {
 		return fmt.Errorf("record move of %s: %w", portID, err)
 	}
@@ -527,11 +498,11 @@ func (t *Tx) RecordMove(ctx context.Context, portID, from, to string, at time.Ti
 
 // MovesSince counts a port's moves at or after since, and forgets older ones.
 func (t *Tx) MovesSince(ctx context.Context, portID string, since time.Time) (int, error) {
-	if _, err := t.Exec(ctx, `DELETE FROM port_moves WHERE port_id = ? AND at < ?`, portID, micros(since)); err != nil {
+	if _, err := t.exec(ctx, `DELETE FROM port_moves WHERE port_id = ? AND at < ?`, portID, micros(since)); err != nil {
 		return 0, fmt.Errorf("expire moves of %s: %w", portID, err)
 	}
 	var n int
-	if err := t.QueryRow(ctx, `SELECT COUNT(*) FROM port_moves WHERE port_id = ?`, portID).Scan(&n); err != nil {
+	if err := t.queryRow(ctx, `SELECT COUNT(*) FROM port_moves WHERE port_id = ?`, portID).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count moves of %s: %w", portID, err)
 	}
 	return n, nil
@@ -539,7 +510,7 @@ func (t *Tx) MovesSince(ctx context.Context, portID string, since time.Time) (in
 
 // ClearMoves forgets a port's moves.
 func (t *Tx) ClearMoves(ctx context.Context, portID string) error {
-	if _, err := t.Exec(ctx, `DELETE FROM port_moves WHERE port_id = ?`, portID); err != nil {
+	if _, err := t.exec(ctx, `DELETE FROM port_moves WHERE port_id = ?`, portID); err != nil {
 		return fmt.Errorf("clear moves of %s: %w", portID, err)
 	}
 	return nil
@@ -548,7 +519,7 @@ func (t *Tx) ClearMoves(ctx context.Context, portID string) error {
 // CountDuplicates counts ports frozen as duplicates.
 func (t *Tx) CountDuplicates(ctx context.Context) (int, error) {
 	var n int
-	if err := t.QueryRow(ctx, `SELECT COUNT(*) FROM ports WHERE duplicate <> 0`).Scan(&n); err != nil {
+	if err := t.queryRow(ctx, `SELECT COUNT(*) FROM ports WHERE duplicate <> 0`).Scan(&n); err != nil {
 		return 0, fmt.Errorf("count duplicates: %w", err)
 	}
 	return n, nil
@@ -556,7 +527,7 @@ func (t *Tx) CountDuplicates(ctx context.Context) (int, error) {
 
 // DeletePort removes a port.
 func (t *Tx) DeletePort(ctx context.Context, id string) error {
-	r, err := t.Exec(ctx, `DELETE FROM ports WHERE id = ?`, id)
+	r, err := t.exec(ctx, `DELETE FROM ports WHERE id = ?`, id)
 	if err != nil {
 		return fmt.Errorf("delete port %s: %w", id, err)
 	}
@@ -567,8 +538,8 @@ func (t *Tx) DeletePort(ctx context.Context, id string) error {
 }
 
 // GetPort returns a port or ErrNotFound.
-func (t *Tx) GetPort(ctx context.Context, id string) (api.Port, error) {
-	p, err := scanPort(t.QueryRow(ctx, `SELECT `+portCols+` FROM ports WHERE id = ?`, id))
+func (t *Tx) GetPort(ctx context.Context, id string) (model.Port, error) {
+	p, err := scanPort(t.queryRow(ctx, `SELECT `+portCols+` FROM ports WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, fmt.Errorf("port %s: %w", id, ErrNotFound)
 	}
@@ -578,16 +549,8 @@ func (t *Tx) GetPort(ctx context.Context, id string) (api.Port, error) {
 	return p, nil
 }
 
-// PortFilter filters ListPorts.
-type PortFilter struct {
-	NetworkID string
-	PodID     string
-	MAC       string
-	Duplicate bool
-}
-
 // ListPorts returns a page of ports.
-func (t *Tx) ListPorts(ctx context.Context, f PortFilter, p Page) (api.List[api.Port], error) {
+func (t *Tx) ListPorts(ctx context.Context, f model.PortFilter, p model.Page) (model.List[model.Port], error) {
 	var where []string
 	var args []any
 	if f.NetworkID != "" {
@@ -602,27 +565,31 @@ func (t *Tx) ListPorts(ctx context.Context, f PortFilter, p Page) (api.List[api.
 	if f.Duplicate {
 		where = append(where, "duplicate <> 0")
 	}
-	q, args, limit := p.clause(where, args)
-	rows, err := t.Query(ctx, `SELECT `+portCols+` FROM ports`+q, args...)
+	q, args, limit := pageClause(p, where, args)
+	rows, err := t.query(ctx, `SELECT `+portCols+` FROM ports`+q, args...)
 	if err != nil {
-		return api.List[api.Port]{}, fmt.Errorf("list ports: %w", err)
+		return model.List[model.Port]{}, fmt.Errorf("list ports: %w", err)
 	}
 	items, err := collect(rows, scanPort)
 	if err != nil {
-		return api.List[api.Port]{}, fmt.Errorf("list ports: %w", err)
+		return model.List[model.Port]{}, fmt.Errorf("list ports: %w", err)
 	}
-	return pageOf(items, limit, func(p api.Port) string { return p.ID }), nil
+	return pageOf(items, limit, func(p model.Port) string { return p.ID }), nil
 }
 
-// CountPorts counts a network's ports, in one pod when podID is set.
+// CountPorts counts ports: a network's when networkID is set, in one pod
+// when podID is set.
 func (t *Tx) CountPorts(ctx context.Context, networkID, podID string) (int, error) {
-	q, args := `SELECT COUNT(*) FROM ports WHERE network_id = ?`, []any{networkID}
+	q, args := `SELECT COUNT(*) FROM ports WHERE 1 = 1`, []any{}
+	if networkID != "" {
+		q, args = q+` AND network_id = ?`, append(args, networkID)
+	}
 	if podID != "" {
 		q, args = q+` AND pod_id = ?`, append(args, podID)
 	}
 	var n int
-	if err := t.QueryRow(ctx, q, args...).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count ports of %s: %w", networkID, err)
+	if err := t.queryRow(ctx, q, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count ports of network %q pod %q: %w", networkID, podID, err)
 	}
 	return n, nil
 }
@@ -631,34 +598,24 @@ func (t *Tx) CountPorts(ctx context.Context, networkID, podID string) (int, erro
 
 const gatewayCols = `id, pod_id, vtep, backend, dvr_mac, populate_macs, revision, last_seen, status`
 
-func scanGateway(s interface{ Scan(...any) error }) (api.Gateway, error) {
-	var g api.Gateway
+func scanGateway(s interface{ Scan(...any) error }) (model.Gateway, error) {
+	var g model.Gateway
 	var pop int
 	var seen int64
 	var status string
 	err := s.Scan(&g.ID, &g.PodID, &g.VTEP, &g.Backend, &g.DVRMAC, &pop, &g.Revision, &seen, &status)
 	g.PopulateMACs = pop != 0
 	g.LastSeen = fromMicros(seen)
-	if err == nil && status != "" {
-		g.Status = &api.GatewayStatus{}
-		if jerr := json.Unmarshal([]byte(status), g.Status); jerr != nil {
-			g.Status = nil
-		}
+	if status != "" {
+		g.Status = []byte(status)
 	}
 	return g, err
 }
 
 // UpsertGateway registers or refreshes a gateway.
-func (t *Tx) UpsertGateway(ctx context.Context, g api.Gateway) error {
-	status := ""
-	if g.Status != nil {
-		b, err := json.Marshal(g.Status)
-		if err != nil {
-			return fmt.Errorf("encode status of gateway %s: %w", g.ID, err)
-		}
-		status = string(b)
-	}
-	_, err := t.Exec(ctx, `INSERT INTO gateways (`+gatewayCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+func (t *Tx) UpsertGateway(ctx context.Context, g model.Gateway) error {
+	status := string(g.Status)
+	_, err := t.exec(ctx, `INSERT INTO gateways (`+gatewayCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET pod_id = excluded.pod_id, vtep = excluded.vtep, backend = excluded.backend,
 	dvr_mac = excluded.dvr_mac, populate_macs = excluded.populate_macs, revision = excluded.revision, last_seen = excluded.last_seen,
 	status = excluded.status`,
@@ -671,7 +628,7 @@ ON CONFLICT (id) DO UPDATE SET pod_id = excluded.pod_id, vtep = excluded.vtep, b
 
 // DeleteGateway removes a gateway.
 func (t *Tx) DeleteGateway(ctx context.Context, id string) error {
-	r, err := t.Exec(ctx, `DELETE FROM gateways WHERE id = ?`, id)
+	r, err := t.exec(ctx, `DELETE FROM gateways WHERE id = ?`, id)
 	if err != nil {
 		return fmt.Errorf("delete gateway %s: %w", id, err)
 	}
@@ -682,8 +639,8 @@ func (t *Tx) DeleteGateway(ctx context.Context, id string) error {
 }
 
 // GetGateway returns a gateway or ErrNotFound.
-func (t *Tx) GetGateway(ctx context.Context, id string) (api.Gateway, error) {
-	g, err := scanGateway(t.QueryRow(ctx, `SELECT `+gatewayCols+` FROM gateways WHERE id = ?`, id))
+func (t *Tx) GetGateway(ctx context.Context, id string) (model.Gateway, error) {
+	g, err := scanGateway(t.queryRow(ctx, `SELECT `+gatewayCols+` FROM gateways WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return g, fmt.Errorf("gateway %s: %w", id, ErrNotFound)
 	}
@@ -693,26 +650,21 @@ func (t *Tx) GetGateway(ctx context.Context, id string) (api.Gateway, error) {
 	return g, nil
 }
 
-// GatewayFilter filters ListGateways.
-type GatewayFilter struct {
-	PodID string
-}
-
 // ListGateways returns a page of gateways.
-func (t *Tx) ListGateways(ctx context.Context, f GatewayFilter, p Page) (api.List[api.Gateway], error) {
+func (t *Tx) ListGateways(ctx context.Context, f model.GatewayFilter, p model.Page) (model.List[model.Gateway], error) {
 	var where []string
 	var args []any
 	if f.PodID != "" {
 		where, args = append(where, "pod_id = ?"), append(args, f.PodID)
 	}
-	q, args, limit := p.clause(where, args)
-	rows, err := t.Query(ctx, `SELECT `+gatewayCols+` FROM gateways`+q, args...)
+	q, args, limit := pageClause(p, where, args)
+	rows, err := t.query(ctx, `SELECT `+gatewayCols+` FROM gateways`+q, args...)
 	if err != nil {
-		return api.List[api.Gateway]{}, fmt.Errorf("list gateways: %w", err)
+		return model.List[model.Gateway]{}, fmt.Errorf("list gateways: %w", err)
 	}
 	items, err := collect(rows, scanGateway)
 	if err != nil {
-		return api.List[api.Gateway]{}, fmt.Errorf("list gateways: %w", err)
+		return model.List[model.Gateway]{}, fmt.Errorf("list gateways: %w", err)
 	}
-	return pageOf(items, limit, func(g api.Gateway) string { return g.ID }), nil
+	return pageOf(items, limit, func(g model.Gateway) string { return g.ID }), nil
 }

@@ -141,6 +141,44 @@ func (s *Store) Backup(ctx context.Context, path string) error {
 	return nil
 }
 
+// CheckIntegrity runs SQLite's integrity and foreign-key checks (a
+// PostgreSQL store checks itself) and reports what they found.
+func (s *Store) CheckIntegrity(ctx context.Context) error {
+	if s.dialect != dialectSQLite {
+		return nil
+	}
+	var res []string
+	rows, err := s.write.QueryContext(ctx, `PRAGMA integrity_check`)
+	if err != nil {
+		return fmt.Errorf("integrity check: %w", err)
+	}
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			rows.Close()
+			return fmt.Errorf("integrity check: %w", err)
+		}
+		res = append(res, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("integrity check: %w", err)
+	}
+	if len(res) != 1 || res[0] != "ok" {
+		return fmt.Errorf("integrity check: %s", strings.Join(res, "; "))
+	}
+	rows, err = s.write.QueryContext(ctx, `PRAGMA foreign_key_check`)
+	if err != nil {
+		return fmt.Errorf("foreign key check: %w", err)
+	}
+	bad := rows.Next()
+	rows.Close()
+	if bad {
+		return errors.New("foreign key check reports violations")
+	}
+	return nil
+}
+
 // Kind names the database: "sqlite" or "postgres".
 func (s *Store) Kind() string {
 	if s.dialect == dialectPostgres {
@@ -238,12 +276,12 @@ func (t *Tx) flushChanges(ctx context.Context) error {
 	if len(t.changed) == 0 {
 		return nil
 	}
-	if err := t.QueryRow(ctx, `UPDATE counters SET value = value + 1 WHERE name = 'revision' RETURNING value`).Scan(&t.revision); err != nil {
+	if err := t.queryRow(ctx, `UPDATE counters SET value = value + 1 WHERE name = 'revision' RETURNING value`).Scan(&t.revision); err != nil {
 		return fmt.Errorf("bump revision: %w", err)
 	}
 	now := time.Now().UnixMicro()
 	for id := range t.changed {
-		if _, err := t.Exec(ctx, `INSERT INTO changes (revision, network_id, created_at) VALUES (?, ?, ?)`, t.revision, id, now); err != nil {
+		if _, err := t.exec(ctx, `INSERT INTO changes (revision, network_id, created_at) VALUES (?, ?, ?)`, t.revision, id, now); err != nil {
 			return fmt.Errorf("record change of %s: %w", id, err)
 		}
 	}
@@ -290,20 +328,20 @@ func (t *Tx) rebind(q string) string {
 	return b.String()
 }
 
-// Exec runs a statement.
-func (t *Tx) Exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+// exec runs a statement.
+func (t *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	r, err := t.tx.ExecContext(ctx, t.rebind(q), args...)
 	return r, classify(err)
 }
 
-// Query runs a query.
-func (t *Tx) Query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+// query runs a query.
+func (t *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
 	r, err := t.tx.QueryContext(ctx, t.rebind(q), args...)
 	return r, classify(err)
 }
 
-// QueryRow runs a query expected to return at most one row.
-func (t *Tx) QueryRow(ctx context.Context, q string, args ...any) *sql.Row {
+// queryRow runs a query expected to return at most one row.
+func (t *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	return t.tx.QueryRowContext(ctx, t.rebind(q), args...)
 }
 

@@ -455,37 +455,12 @@ func verifyStore(t *testing.T, storeURL string, st *crashState) {
 		t.Fatalf("store does not open cleanly after the kills: %v", err)
 	}
 	defer s.Close()
+	if err := s.CheckIntegrity(ctx); err != nil {
+		t.Fatal(err)
+	}
 	err = s.Read(ctx, func(tx *store.Tx) error {
-		if s.Kind() == "sqlite" {
-			rows, err := tx.Query(ctx, `PRAGMA integrity_check`)
-			if err != nil {
-				return err
-			}
-			var res []string
-			for rows.Next() {
-				var r string
-				if err := rows.Scan(&r); err != nil {
-					rows.Close()
-					return err
-				}
-				res = append(res, r)
-			}
-			rows.Close()
-			if len(res) != 1 || res[0] != "ok" {
-				return fmt.Errorf("integrity_check: %v", res)
-			}
-			rows, err = tx.Query(ctx, `PRAGMA foreign_key_check`)
-			if err != nil {
-				return err
-			}
-			bad := rows.Next()
-			rows.Close()
-			if bad {
-				return errors.New("foreign_key_check reports violations")
-			}
-		}
-		var n int
-		if err := tx.QueryRow(ctx, `SELECT COUNT(*) FROM ports`).Scan(&n); err != nil {
+		n, err := tx.CountPorts(ctx, "", "")
+		if err != nil {
 			return err
 		}
 		if n != len(st.acked) {

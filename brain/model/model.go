@@ -1,0 +1,159 @@
+// Package model holds the brain's domain rows: what the store keeps and the
+// service reasons about. It knows nothing of the wire (brain/api) or of SQL.
+package model
+
+import "time"
+
+// Network types (type drivers).
+const (
+	TypeLocal          = "local"
+	TypeSharedVLAN     = "shared_vlan"
+	TypeSharedVXLAN    = "shared_vxlan"
+	TypeMixedVLANVXLAN = "mixed_vlan_vxlan"
+)
+
+// Bottom segment network types.
+const (
+	SegmentVLAN  = "vlan"
+	SegmentVXLAN = "vxlan"
+	SegmentFlat  = "flat"
+	SegmentLocal = "local"
+)
+
+// AllNetworks is the change-log key of a change that touches every pod's
+// state (e.g. a pod's dvr_base_mac).
+const AllNetworks = "*"
+
+// Pod is one bottom OpenStack cloud in exactly one availability zone.
+type Pod struct {
+	ID, AZ, Region string
+	// DVRBaseMAC is the pod's Neutron dvr_base_mac prefix, stored as
+	// "aa:bb:cc:dd:ee:ff/len".
+	DVRBaseMAC string
+	NeutronURL string
+	CreatedAt  time.Time
+}
+
+// Network is a top network.
+type Network struct {
+	ID, Name, Type string
+	AZHints        []string
+	External       bool
+	// SegmentationID is the allocated VLAN id or overlay VNI; 0 for local.
+	SegmentationID  int
+	PhysicalNetwork string
+	GatewayPerPod   bool
+	// Segments are the network's per-pod segments, ordered by pod, when the
+	// reader asked for them.
+	Segments  []Segment
+	CreatedAt time.Time
+}
+
+// Segment is the piece of a top network inside one pod.
+type Segment struct {
+	NetworkID, PodID string
+	NetworkType      string
+	SegmentationID   int
+	// PhysicalNetwork is stored as bottom_physical_network#pod_id.
+	PhysicalNetwork string
+	CreatedAt       time.Time
+}
+
+// Subnet of a top network.
+type Subnet struct {
+	ID, NetworkID, CIDR, GatewayIP string
+	CreatedAt                      time.Time
+}
+
+// Port is a port bound in one pod.
+type Port struct {
+	ID, NetworkID, PodID, MAC string
+	IPs                       []string
+	DeviceOwner               string
+	// MobilitySeq grows with every move of the port to another pod.
+	MobilitySeq int64
+	// Duplicate freezes a MAC that moved too often.
+	Duplicate bool
+	// Reserved marks a port the brain holds for itself in its pod; the
+	// service sets it, the store does not keep it.
+	Reserved  bool
+	CreatedAt time.Time
+}
+
+// Gateway is an agent registered as a gateway of its pod.
+type Gateway struct {
+	ID, PodID, VTEP, Backend, DVRMAC string
+	PopulateMACs                     bool
+	LastSeen                         time.Time
+	Revision                         int64
+	// Status is the agent's last report of itself as the document it sent
+	// (nil if never): the brain keeps it and hands it back, unread.
+	Status []byte
+}
+
+// Job states.
+const (
+	JobNew     = "new"
+	JobRunning = "running"
+	JobSuccess = "success"
+	JobFailed  = "failed"
+)
+
+// Job is a durable unit of work on a bottom cloud, unique per (type,
+// resource, pod).
+type Job struct {
+	ID, Type, Resource, PodID, State string
+	Attempts                         int
+	LastError                        string
+	NextRunAt                        *time.Time
+	LeaseOwner                       string
+	LeaseUntil                       *time.Time
+	Rerun                            bool
+	CreatedAt, UpdatedAt             time.Time
+}
+
+// Route maps a top resource to the bottom resource made for it in one pod.
+type Route struct {
+	TopID, PodID, ResourceType, BottomID string
+	// NetworkID is the top network the resource belongs to.
+	NetworkID string
+	CreatedAt time.Time
+}
+
+// Page selects a page of a list ordered by id: ids after Marker, at most
+// Limit (0: the store's default).
+type Page struct {
+	Limit  int
+	Marker string
+}
+
+// List is a page of results; Next is the marker of the following page, ""
+// on the last.
+type List[T any] struct {
+	Items []T
+	Next  string
+}
+
+// PodFilter filters pods; empty fields match everything.
+type PodFilter struct{ AZ string }
+
+// NetworkFilter filters networks.
+type NetworkFilter struct{ Name, Type string }
+
+// SubnetFilter filters subnets.
+type SubnetFilter struct{ NetworkID string }
+
+// PortFilter filters ports.
+type PortFilter struct {
+	NetworkID, PodID, MAC string
+	Duplicate             bool
+}
+
+// GatewayFilter filters gateways.
+type GatewayFilter struct{ PodID string }
+
+// JobFilter filters jobs.
+type JobFilter struct{ Type, State, PodID, Resource string }
+
+// RouteFilter filters routes.
+type RouteFilter struct{ TopID, PodID, NetworkID, ResourceType string }
