@@ -27,7 +27,7 @@ func (s *Service) RegisterGateway(ctx context.Context, g model.Gateway) (model.G
 		return g, invalid("backend", "%q must be linux or hwvtep", g.Backend)
 	}
 	if g.DVRMAC != "" {
-		if g.DVRMAC, err = NormalizeMAC("dvr_mac", g.DVRMAC); err != nil {
+		if g.DVRMAC, err = normalizeMAC("dvr_mac", g.DVRMAC); err != nil {
 			return g, err
 		}
 	}

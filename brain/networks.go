@@ -237,7 +237,7 @@ func (s *Service) ReportSegment(ctx context.Context, networkID string, r Segment
 		}
 		out = segs[idx]
 		out.NetworkType, out.SegmentationID = r.NetworkType, r.SegmentationID
-		out.PhysicalNetwork = SegmentPhysicalNetwork(physnet, r.PodID)
+		out.PhysicalNetwork = segmentPhysicalNetwork(physnet, r.PodID)
 		tx.Changed(networkID)
 		return tx.UpdateSegment(ctx, out)
 	})

@@ -68,7 +68,7 @@ func (s *Service) checkPort(r PortCreate) (model.Port, error) {
 	if err := checkID("pod_id", p.PodID); err != nil {
 		return p, err
 	}
-	mac, err := NormalizeMAC("mac", r.MAC)
+	mac, err := normalizeMAC("mac", r.MAC)
 	if err != nil {
 		return p, err
 	}
@@ -381,7 +381,7 @@ func (s *Service) CountDuplicates(ctx context.Context) (n int, err error) {
 // ListPorts lists ports.
 func (s *Service) ListPorts(ctx context.Context, f model.PortFilter, pg model.Page) (l model.List[model.Port], err error) {
 	if f.MAC != "" {
-		if f.MAC, err = NormalizeMAC("mac", f.MAC); err != nil {
+		if f.MAC, err = normalizeMAC("mac", f.MAC); err != nil {
 			return l, err
 		}
 	}

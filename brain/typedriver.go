@@ -34,8 +34,8 @@ func (s *Service) driver(typ string) (typeDriver, bool) {
 	return nil, false
 }
 
-// SegmentPhysicalNetwork is how a bottom physical network is stored: physnet#pod.
-func SegmentPhysicalNetwork(physnet, podID string) string {
+// segmentPhysicalNetwork is how a bottom physical network is stored: physnet#pod.
+func segmentPhysicalNetwork(physnet, podID string) string {
 	if physnet == "" {
 		return ""
 	}
@@ -98,7 +98,7 @@ func (d vlanDriver) allocate(ctx context.Context, tx *store.Tx, n *model.Network
 
 func (vlanDriver) segment(n model.Network, podID string) model.Segment {
 	return model.Segment{NetworkID: n.ID, PodID: podID, NetworkType: model.SegmentVLAN,
-		SegmentationID: n.SegmentationID, PhysicalNetwork: SegmentPhysicalNetwork(n.PhysicalNetwork, podID)}
+		SegmentationID: n.SegmentationID, PhysicalNetwork: segmentPhysicalNetwork(n.PhysicalNetwork, podID)}
 }
 
 func (vlanDriver) multiPod() bool { return true }

@@ -1,12 +1,13 @@
 package brain
 
 import (
-	"net"
 	"net/netip"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/l2span/l2span/internal/macaddr"
 )
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
@@ -21,52 +22,47 @@ func checkID(field, v string) error {
 	return nil
 }
 
-// NormalizeMAC parses a unicast Ethernet MAC and returns it lowercase with colons.
-func NormalizeMAC(field, v string) (string, error) {
-	hw, err := net.ParseMAC(v)
-	if err != nil || len(hw) != 6 {
+// normalizeMAC parses a unicast Ethernet MAC and returns it lowercase with colons.
+func normalizeMAC(field, v string) (string, error) {
+	hw, err := macaddr.Parse(v)
+	if err != nil {
 		return "", invalid(field, "%q is not a 48-bit MAC address", v)
 	}
-	if hw[0]&1 == 1 {
+	if macaddr.IsMulticast(hw) {
 		return "", invalid(field, "%q is a multicast MAC address; a port needs a unicast MAC", v)
 	}
-	if hw.String() == "00:00:00:00:00:00" {
+	if macaddr.IsZero(hw) {
 		return "", invalid(field, "the all-zero MAC address is reserved")
 	}
 	return hw.String(), nil
 }
 
 // normalizeDVRBaseMAC accepts `aa:bb:cc:dd:ee:ff/len` (len 8..48, a multiple
-// of 8 is not required) or a bare MAC meaning /24, Neutron's default
-// dvr_base_mac convention of three fixed octets.
+// of 8 is not required) or a bare MAC meaning macaddr's default /24, and
+// returns it as "aa:bb:cc:dd:ee:ff/len" with the host bits cleared, so equal
+// prefixes compare equal.
 func normalizeDVRBaseMAC(v string) (string, error) {
 	if v == "" {
 		return "", nil
 	}
-	macPart, bits := v, 24
-	if i := strings.IndexByte(v, '/'); i >= 0 {
-		macPart = v[:i]
-		n, err := strconv.Atoi(v[i+1:])
+	macPart, lenPart, hasLen := strings.Cut(v, "/")
+	bits := macaddr.DefaultPrefixBits
+	if hasLen {
+		n, err := strconv.Atoi(lenPart)
 		if err != nil || n < 8 || n > 48 {
 			return "", invalid("dvr_base_mac", "%q: prefix length must be a number from 8 to 48", v)
 		}
 		bits = n
 	}
-	hw, err := net.ParseMAC(macPart)
-	if err != nil || len(hw) != 6 {
+	hw, err := macaddr.Parse(macPart)
+	if err != nil {
 		return "", invalid("dvr_base_mac", "%q is not a MAC prefix like fa:16:3f:00:00:00/24", v)
 	}
-	// Clear host bits so equal prefixes compare equal.
-	for i := range hw {
-		keep := bits - i*8
-		switch {
-		case keep <= 0:
-			hw[i] = 0
-		case keep < 8:
-			hw[i] &= byte(0xff << (8 - keep))
-		}
+	p, err := macaddr.PrefixFrom(hw, bits)
+	if err != nil {
+		return "", invalid("dvr_base_mac", "%q is not a MAC prefix like fa:16:3f:00:00:00/24", v)
 	}
-	return hw.String() + "/" + strconv.Itoa(bits), nil
+	return p.String(), nil
 }
 
 func checkURL(field, v string) error {
