@@ -32,7 +32,7 @@ test: deps lint
 
 ## unit: the tests that need neither root nor Debian packages.
 unit:
-	$(GO) test -count=1 ./brain/... ./agent/... ./vtep/... ./internal/...
+	$(GO) test -count=1 ./cmd/... ./brain/... ./agent/... ./vtep/... ./internal/...
 
 ## run: a brain on SQLite and two netns pods; shows a ping crossing. Ctrl-C tears it down.
 run: deps build

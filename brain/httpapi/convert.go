@@ -29,6 +29,27 @@ func toAPIList[A, B any](l model.List[A], f func(A) B) api.List[B] {
 	return api.List[B]{Items: mapSlice(l.Items, f), Next: l.Next}
 }
 
+// as turns a service call's (value, error) into a handler's, converting the
+// value to its wire form with f: as(toAPIPod)(s.svc.GetPod(ctx, id)).
+func as[M, W any](f func(M) W) func(M, error) (any, error) {
+	return func(v M, err error) (any, error) {
+		if err != nil {
+			return nil, err
+		}
+		return f(v), nil
+	}
+}
+
+// asList is as for a page of a list.
+func asList[M, W any](f func(M) W) func(model.List[M], error) (any, error) {
+	return func(l model.List[M], err error) (any, error) {
+		if err != nil {
+			return nil, err
+		}
+		return toAPIList(l, f), nil
+	}
+}
+
 func toAPIPod(p model.Pod) api.Pod {
 	return api.Pod{ID: p.ID, AZ: p.AZ, Region: p.Region, DVRBaseMAC: p.DVRBaseMAC, NeutronURL: p.NeutronURL, CreatedAt: p.CreatedAt}
 }

@@ -1,6 +1,7 @@
 // Package httpapi serves the brain's REST API. Handlers are thin: they decode
 // input, call brain.Service and return (value, error); one wrapper maps coded
-// errors to status codes and the error body.
+// errors to status codes and the error body. This is the only package of the
+// brain that speaks HTTP.
 package httpapi
 
 import (
@@ -8,8 +9,6 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -22,8 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/l2span/l2span/brain"
-	"github.com/l2span/l2span/brain/api"
-	"github.com/l2span/l2span/brain/model"
 )
 
 // Authenticator decides whether a request may reach the API. It is the one
@@ -79,6 +76,12 @@ func New(svc *brain.Service, hub *brain.Hub, opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{svc: svc, hub: hub, opts: opts, mux: http.NewServeMux(), reg: prometheus.NewRegistry()}
+	s.registerMetrics()
+	s.register()
+	return s
+}
+
+func (s *Server) registerMetrics() {
 	s.requests = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "l2span_brain_http_request_duration_seconds",
 		Help:    "API request latency by route and status code.",
@@ -89,14 +92,14 @@ func New(svc *brain.Service, hub *brain.Hub, opts Options) *Server {
 	})
 	s.reg.MustRegister(s.requests, s.errors5,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "l2span_brain_revision", Help: "Latest committed revision known to this brain."},
-			func() float64 { r, _ := hub.Current(); return float64(r) }),
+			func() float64 { r, _ := s.hub.Current(); return float64(r) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "l2span_brain_watchers", Help: "Open watch streams."},
-			func() float64 { return float64(hub.Watchers()) }),
+			func() float64 { return float64(s.hub.Watchers()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "l2span_brain_duplicate_macs", Help: "Ports frozen as duplicate MACs (moving between pods too often)."},
 			func() float64 {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				defer cancel()
-				n, err := svc.CountDuplicates(ctx)
+				n, err := s.svc.CountDuplicates(ctx)
 				if err != nil {
 					return -1
 				}
@@ -104,30 +107,32 @@ func New(svc *brain.Service, hub *brain.Hub, opts Options) *Server {
 			}),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	// Jobs by state, counted once per scrape.
-	var jobsMu sync.Mutex
-	var jobCounts map[string]int
-	var jobsAt time.Time
+	s.registerJobGauges()
+}
+
+// registerJobGauges counts jobs by state once per scrape, not once per state.
+func (s *Server) registerJobGauges() {
+	var mu sync.Mutex
+	var counts map[string]int
+	var countedAt time.Time
 	for _, state := range []string{"new", "running", "success", "failed"} {
 		s.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "l2span_brain_jobs", Help: "Bottom-cloud jobs by state.", ConstLabels: prometheus.Labels{"state": state},
 		}, func() float64 {
-			jobsMu.Lock()
-			defer jobsMu.Unlock()
-			if time.Since(jobsAt) > time.Second {
+			mu.Lock()
+			defer mu.Unlock()
+			if time.Since(countedAt) > time.Second {
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 				defer cancel()
-				m, err := svc.CountJobsByState(ctx)
+				m, err := s.svc.CountJobsByState(ctx)
 				if err != nil {
 					return -1
 				}
-				jobCounts, jobsAt = m, time.Now()
+				counts, countedAt = m, time.Now()
 			}
-			return float64(jobCounts[state])
+			return float64(counts[state])
 		}))
 	}
-	s.register()
-	return s
 }
 
 // Registry is the server's metrics registry.
@@ -144,31 +149,121 @@ type Route struct {
 // Routes returns every /v1 route the server serves.
 func (s *Server) Routes() []Route { return s.routeList }
 
-type handlerFunc func(*http.Request) (any, int, error)
+// handler is a thin API handler: it returns the value to answer with, or an
+// error that writeError maps to a status code and the error body.
+type handler func(*http.Request) (any, error)
 
-func (s *Server) handle(method, path string, h handlerFunc) {
+// operation is one row of the route table: a handler and the status it
+// answers with when it succeeds.
+type operation struct {
+	method, path string
+	status       int
+	call         handler
+}
+
+// operations is the API's route table, except the pod state route, which
+// may turn into a watch stream and so writes its own response.
+func (s *Server) operations() []operation {
+	const ok, created, noContent = http.StatusOK, http.StatusCreated, http.StatusNoContent
+	return []operation{
+		{"GET", "/v1/pods", ok, s.listPods},
+		{"POST", "/v1/pods", created, s.createPod},
+		{"GET", "/v1/pods/{id}", ok, s.getPod},
+		{"PUT", "/v1/pods/{id}", ok, s.updatePod},
+		{"DELETE", "/v1/pods/{id}", noContent, s.deletePod},
+
+		{"GET", "/v1/networks", ok, s.listNetworks},
+		{"POST", "/v1/networks", created, s.createNetwork},
+		{"GET", "/v1/networks/{id}", ok, s.getNetwork},
+		{"PUT", "/v1/networks/{id}", ok, s.updateNetwork},
+		{"DELETE", "/v1/networks/{id}", noContent, s.deleteNetwork},
+		{"GET", "/v1/networks/{id}/segments", ok, s.listSegments},
+		{"POST", "/v1/networks/{id}/segments", ok, s.reportSegment},
+
+		{"GET", "/v1/subnets", ok, s.listSubnets},
+		{"POST", "/v1/subnets", created, s.createSubnet},
+		{"GET", "/v1/subnets/{id}", ok, s.getSubnet},
+		{"DELETE", "/v1/subnets/{id}", noContent, s.deleteSubnet},
+
+		{"GET", "/v1/ports", ok, s.listPorts},
+		{"POST", "/v1/ports", created, s.createPorts},
+		{"GET", "/v1/ports/{id}", ok, s.getPort},
+		{"PUT", "/v1/ports/{id}", ok, s.updatePort},
+		{"DELETE", "/v1/ports/{id}", noContent, s.deletePort},
+
+		{"GET", "/v1/gateways", ok, s.listGateways},
+		{"PUT", "/v1/gateways/{id}", ok, s.registerGateway},
+		{"GET", "/v1/gateways/{id}", ok, s.getGateway},
+		{"DELETE", "/v1/gateways/{id}", noContent, s.deleteGateway},
+
+		{"GET", "/v1/jobs", ok, s.listJobs},
+		{"GET", "/v1/jobs/{id}", ok, s.getJob},
+		{"POST", "/v1/jobs/{id}/retry", ok, s.retryJob},
+		{"GET", "/v1/routes", ok, s.listRoutes},
+	}
+}
+
+func (s *Server) register() {
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, &brain.Error{Kind: brain.KindNotFound, Message: "no route " + r.Method + " " + r.URL.Path})
+	})
+	for _, op := range s.operations() {
+		s.handle(op.method, op.path, s.reply(op.status, op.call))
+	}
+	s.handle("GET", "/v1/pods/{id}/state", http.HandlerFunc(s.podState))
+}
+
+// handle serves an API route behind authentication and request metrics.
+func (s *Server) handle(method, path string, h http.Handler) {
 	if !strings.HasPrefix(path, "/v1/") {
 		panic("api route outside /v1: " + path)
 	}
 	s.routeList = append(s.routeList, Route{method, path})
-	pattern := method + " " + path
-	s.mux.Handle(pattern, s.instrument(path, s.authenticate(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		v, status, err := h(r)
-		var st errStream
-		if errors.As(err, &st) {
-			s.stream(w, r, st.pod, st.since)
-			return
-		}
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		if status == http.StatusNoContent {
-			w.WriteHeader(status)
-			return
-		}
+	s.mux.Handle(method+" "+path, s.instrument(path, s.authenticate(h)))
+}
+
+// reply turns a handler into an http.Handler that answers with status and
+// the handler's value as JSON, or with the error body.
+func (s *Server) reply(status int, call handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		v, err := call(r)
+		s.respond(w, r, status, v, err)
+	}
+}
+
+func (s *Server) respond(w http.ResponseWriter, r *http.Request, status int, v any, err error) {
+	switch {
+	case err != nil:
+		s.writeError(w, r, err)
+	case status == http.StatusNoContent:
+		w.WriteHeader(status)
+	default:
 		writeJSON(w, status, v)
-	}))))
+	}
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	err := error(nil)
+	if s.opts.Ready != nil {
+		err = s.opts.Ready()
+	}
+	if err == nil {
+		_, err = s.svc.Revision(ctx)
+	}
+	if err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
 func (s *Server) authenticate(next http.Handler) http.Handler {
@@ -178,7 +273,7 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := s.opts.Auth(r); err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="l2span"`)
-			writeJSON(w, http.StatusUnauthorized, api.ErrorBody{Error: api.ErrorDetail{Code: brain.CodeAuth, Message: err.Error()}})
+			s.writeError(w, r, &brain.Error{Kind: brain.KindUnauthorized, Message: err.Error()})
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -227,289 +322,4 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	_ = enc.Encode(v)
-}
-
-func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	e := brain.AsError(err)
-	if e.Status >= 500 {
-		s.errors5.Inc()
-		s.opts.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	writeJSON(w, e.Status, api.ErrorBody{Error: api.ErrorDetail{Code: e.Code, Message: e.Message, Field: e.Field}})
-}
-
-const maxBody = 16 << 20
-
-// decode reads a JSON body strictly: unknown fields and trailing data are
-// errors naming the field.
-func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return bodyError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return &brain.Error{Status: http.StatusBadRequest, Code: brain.CodeInvalid, Message: "request body must hold one JSON object"}
-	}
-	return nil
-}
-
-func bodyError(err error) error {
-	var typeErr *json.UnmarshalTypeError
-	var syntaxErr *json.SyntaxError
-	var maxErr *http.MaxBytesError
-	switch {
-	case errors.As(err, &typeErr):
-		return &brain.Error{Status: http.StatusBadRequest, Code: brain.CodeInvalid, Field: typeErr.Field,
-			Message: fmt.Sprintf("must be a JSON %s, not %s", typeErr.Type, typeErr.Value)}
-	case errors.As(err, &syntaxErr):
-		return &brain.Error{Status: http.StatusBadRequest, Code: brain.CodeInvalid, Message: fmt.Sprintf("malformed JSON at byte %d: %v", syntaxErr.Offset, syntaxErr)}
-	case errors.As(err, &maxErr):
-		return &brain.Error{Status: http.StatusRequestEntityTooLarge, Code: brain.CodeInvalid, Message: fmt.Sprintf("request body is larger than %d bytes", maxBody)}
-	case errors.Is(err, io.EOF):
-		return &brain.Error{Status: http.StatusBadRequest, Code: brain.CodeInvalid, Message: "request body is empty"}
-	}
-	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		f = strings.Trim(f, `"`)
-		return &brain.Error{Status: http.StatusBadRequest, Code: brain.CodeInvalid, Field: f, Message: "unknown field"}
-	}
-	return &brain.Error{Status: http.StatusBadRequest, Code: brain.CodeInvalid, Message: "malformed JSON: " + err.Error()}
-}
-
-func page(r *http.Request) (model.Page, error) {
-	q := r.URL.Query()
-	p := model.Page{Marker: q.Get("marker"), Limit: 1000}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 10000 {
-			return p, &brain.Error{Status: http.StatusBadRequest, Code: brain.CodeInvalid, Field: "limit", Message: "must be a number from 1 to 10000"}
-		}
-		p.Limit = n
-	}
-	return p, nil
-}
-
-func (s *Server) register() {
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	s.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		err := error(nil)
-		if s.opts.Ready != nil {
-			err = s.opts.Ready()
-		}
-		if err == nil {
-			_, err = s.svc.Revision(ctx)
-		}
-		if err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	})
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
-	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, api.ErrorBody{Error: api.ErrorDetail{Code: brain.CodeNotFound, Message: "no route " + r.Method + " " + r.URL.Path}})
-	})
-
-	// pods
-	s.handle("GET", "/v1/pods", func(r *http.Request) (any, int, error) {
-		pg, err := page(r)
-		if err != nil {
-			return nil, 0, err
-		}
-		l, err := s.svc.ListPods(r.Context(), model.PodFilter{AZ: r.URL.Query().Get("az")}, pg)
-		return toAPIList(l, toAPIPod), http.StatusOK, err
-	})
-	s.handle("POST", "/v1/pods", func(r *http.Request) (any, int, error) {
-		var p api.Pod
-		if err := decode(r, &p); err != nil {
-			return nil, 0, err
-		}
-		out, err := s.svc.CreatePod(r.Context(), fromAPIPod(p))
-		return toAPIPod(out), http.StatusCreated, err
-	})
-	s.handle("GET", "/v1/pods/{id}", func(r *http.Request) (any, int, error) {
-		p, err := s.svc.GetPod(r.Context(), r.PathValue("id"))
-		return toAPIPod(p), http.StatusOK, err
-	})
-	s.handle("PUT", "/v1/pods/{id}", func(r *http.Request) (any, int, error) {
-		var p api.Pod
-		if err := decode(r, &p); err != nil {
-			return nil, 0, err
-		}
-		if p.ID != "" && p.ID != r.PathValue("id") {
-			return nil, 0, &brain.Error{Status: http.StatusBadRequest, Code: brain.CodeInvalid, Field: "id", Message: "does not match the URL"}
-		}
-		p.ID = r.PathValue("id")
-		out, err := s.svc.UpdatePod(r.Context(), fromAPIPod(p))
-		return toAPIPod(out), http.StatusOK, err
-	})
-	s.handle("DELETE", "/v1/pods/{id}", func(r *http.Request) (any, int, error) {
-		return nil, http.StatusNoContent, s.svc.DeletePod(r.Context(), r.PathValue("id"))
-	})
-	s.handle("GET", "/v1/pods/{id}/state", s.podState)
-
-	// networks
-	s.handle("GET", "/v1/networks", func(r *http.Request) (any, int, error) {
-		pg, err := page(r)
-		if err != nil {
-			return nil, 0, err
-		}
-		q := r.URL.Query()
-		l, err := s.svc.ListNetworks(r.Context(), model.NetworkFilter{Name: q.Get("name"), Type: q.Get("type")}, pg)
-		return toAPIList(l, toAPINetwork), http.StatusOK, err
-	})
-	s.handle("POST", "/v1/networks", func(r *http.Request) (any, int, error) {
-		var req api.NetworkCreate
-		if err := decode(r, &req); err != nil {
-			return nil, 0, err
-		}
-		n, err := s.svc.CreateNetwork(r.Context(), fromAPINetworkCreate(req))
-		return toAPINetwork(n), http.StatusCreated, err
-	})
-	s.handle("GET", "/v1/networks/{id}", func(r *http.Request) (any, int, error) {
-		n, err := s.svc.GetNetwork(r.Context(), r.PathValue("id"))
-		return toAPINetwork(n), http.StatusOK, err
-	})
-	s.handle("PUT", "/v1/networks/{id}", func(r *http.Request) (any, int, error) {
-		var u api.NetworkUpdate
-		if err := decode(r, &u); err != nil {
-			return nil, 0, err
-		}
-		n, err := s.svc.UpdateNetwork(r.Context(), r.PathValue("id"), fromAPINetworkUpdate(u))
-		return toAPINetwork(n), http.StatusOK, err
-	})
-	s.handle("DELETE", "/v1/networks/{id}", func(r *http.Request) (any, int, error) {
-		return nil, http.StatusNoContent, s.svc.DeleteNetwork(r.Context(), r.PathValue("id"))
-	})
-	s.handle("GET", "/v1/networks/{id}/segments", func(r *http.Request) (any, int, error) {
-		segs, err := s.svc.ListSegments(r.Context(), r.PathValue("id"))
-		return api.List[api.Segment]{Items: mapSlice(segs, toAPISegment)}, http.StatusOK, err
-	})
-	s.handle("POST", "/v1/networks/{id}/segments", func(r *http.Request) (any, int, error) {
-		var rep api.SegmentReport
-		if err := decode(r, &rep); err != nil {
-			return nil, 0, err
-		}
-		seg, err := s.svc.ReportSegment(r.Context(), r.PathValue("id"), fromAPISegmentReport(rep))
-		return toAPISegment(seg), http.StatusOK, err
-	})
-
-	// subnets
-	s.handle("GET", "/v1/subnets", func(r *http.Request) (any, int, error) {
-		pg, err := page(r)
-		if err != nil {
-			return nil, 0, err
-		}
-		l, err := s.svc.ListSubnets(r.Context(), model.SubnetFilter{NetworkID: r.URL.Query().Get("network_id")}, pg)
-		return toAPIList(l, toAPISubnet), http.StatusOK, err
-	})
-	s.handle("POST", "/v1/subnets", func(r *http.Request) (any, int, error) {
-		var sn api.Subnet
-		if err := decode(r, &sn); err != nil {
-			return nil, 0, err
-		}
-		out, err := s.svc.CreateSubnet(r.Context(), fromAPISubnet(sn))
-		return toAPISubnet(out), http.StatusCreated, err
-	})
-	s.handle("GET", "/v1/subnets/{id}", func(r *http.Request) (any, int, error) {
-		sn, err := s.svc.GetSubnet(r.Context(), r.PathValue("id"))
-		return toAPISubnet(sn), http.StatusOK, err
-	})
-	s.handle("DELETE", "/v1/subnets/{id}", func(r *http.Request) (any, int, error) {
-		return nil, http.StatusNoContent, s.svc.DeleteSubnet(r.Context(), r.PathValue("id"))
-	})
-
-	// ports
-	s.handle("GET", "/v1/ports", func(r *http.Request) (any, int, error) {
-		pg, err := page(r)
-		if err != nil {
-			return nil, 0, err
-		}
-		q := r.URL.Query()
-		l, err := s.svc.ListPorts(r.Context(), model.PortFilter{NetworkID: q.Get("network_id"), PodID: q.Get("pod_id"), MAC: q.Get("mac"),
-			Duplicate: q.Get("duplicate") == "true"}, pg)
-		return toAPIList(l, toAPIPort), http.StatusOK, err
-	})
-	s.handle("POST", "/v1/ports", s.createPorts)
-	s.handle("GET", "/v1/ports/{id}", func(r *http.Request) (any, int, error) {
-		p, err := s.svc.GetPort(r.Context(), r.PathValue("id"))
-		return toAPIPort(p), http.StatusOK, err
-	})
-	s.handle("PUT", "/v1/ports/{id}", func(r *http.Request) (any, int, error) {
-		var u api.PortUpdate
-		if err := decode(r, &u); err != nil {
-			return nil, 0, err
-		}
-		p, err := s.svc.UpdatePort(r.Context(), r.PathValue("id"), fromAPIPortUpdate(u))
-		return toAPIPort(p), http.StatusOK, err
-	})
-	s.handle("DELETE", "/v1/ports/{id}", func(r *http.Request) (any, int, error) {
-		return nil, http.StatusNoContent, s.svc.DeletePort(r.Context(), r.PathValue("id"))
-	})
-
-	// gateways
-	s.handle("GET", "/v1/gateways", func(r *http.Request) (any, int, error) {
-		pg, err := page(r)
-		if err != nil {
-			return nil, 0, err
-		}
-		l, err := s.svc.ListGateways(r.Context(), model.GatewayFilter{PodID: r.URL.Query().Get("pod_id")}, pg)
-		return toAPIList(l, toAPIGateway), http.StatusOK, err
-	})
-	s.handle("PUT", "/v1/gateways/{id}", func(r *http.Request) (any, int, error) {
-		var g api.Gateway
-		if err := decode(r, &g); err != nil {
-			return nil, 0, err
-		}
-		if g.ID != "" && g.ID != r.PathValue("id") {
-			return nil, 0, &brain.Error{Status: http.StatusBadRequest, Code: brain.CodeInvalid, Field: "id", Message: "does not match the URL"}
-		}
-		g.ID = r.PathValue("id")
-		mg, err := fromAPIGateway(g)
-		if err != nil {
-			return nil, 0, err
-		}
-		mg, err = s.svc.RegisterGateway(r.Context(), mg)
-		return toAPIGateway(mg), http.StatusOK, err
-	})
-	s.handle("GET", "/v1/gateways/{id}", func(r *http.Request) (any, int, error) {
-		g, err := s.svc.GetGateway(r.Context(), r.PathValue("id"))
-		return toAPIGateway(g), http.StatusOK, err
-	})
-	s.handle("DELETE", "/v1/gateways/{id}", func(r *http.Request) (any, int, error) {
-		return nil, http.StatusNoContent, s.svc.DeleteGateway(r.Context(), r.PathValue("id"))
-	})
-
-	s.registerJobs()
-}
-
-// createPorts takes one port, or {"ports":[...]} for a bulk create.
-func (s *Server) createPorts(r *http.Request) (any, int, error) {
-	var raw map[string]json.RawMessage
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
-	if err != nil {
-		return nil, 0, bodyError(err)
-	}
-	if err := json.Unmarshal(body, &raw); err != nil {
-		return nil, 0, bodyError(err)
-	}
-	r.Body = io.NopCloser(strings.NewReader(string(body)))
-	if _, bulk := raw["ports"]; bulk {
-		var req api.BulkPortCreate
-		if err := decode(r, &req); err != nil {
-			return nil, 0, err
-		}
-		ports, err := s.svc.CreatePorts(r.Context(), mapSlice(req.Ports, fromAPIPortCreate))
-		return api.Ports{Ports: mapSlice(ports, toAPIPort)}, http.StatusCreated, err
-	}
-	var req api.PortCreate
-	if err := decode(r, &req); err != nil {
-		return nil, 0, err
-	}
-	p, err := s.svc.CreatePort(r.Context(), fromAPIPortCreate(req))
-	return toAPIPort(p), http.StatusCreated, err
 }

@@ -1,12 +1,12 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
 
-	"github.com/l2span/l2span/brain"
 	"github.com/l2span/l2span/brain/api"
 	"github.com/l2span/l2span/brain/state"
 )
@@ -15,40 +15,64 @@ import (
 // watch=true a stream of one JSON event per line. A watch starts with a
 // snapshot unless since names a revision the change log still reaches, in
 // which case it starts with what changed after since.
-func (s *Server) podState(r *http.Request) (any, int, error) {
+func (s *Server) podState(w http.ResponseWriter, r *http.Request) {
 	pod := r.PathValue("id")
-	q := r.URL.Query()
-	if q.Get("watch") != "true" {
+	if r.URL.Query().Get("watch") != "true" {
 		st, err := s.svc.PodState(r.Context(), pod)
-		return toAPIPodState(st), http.StatusOK, err
+		s.respond(w, r, http.StatusOK, toAPIPodState(st), err)
+		return
 	}
-	var since int64
-	if v := q.Get("since"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 0 {
-			return nil, 0, &brain.Error{Status: http.StatusBadRequest, Code: brain.CodeInvalid, Field: "since", Message: "must be a revision number >= 0"}
-		}
-		since = n
+	since, err := watchSince(r)
+	if err == nil {
+		_, err = s.svc.GetPod(r.Context(), pod)
 	}
-	if _, err := s.svc.GetPod(r.Context(), pod); err != nil {
-		return nil, 0, err
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
-	return nil, 0, errStream{pod: pod, since: since}
+	s.watch(w, r, pod, since)
 }
 
-// errStream hands the response writer over to the stream; it is an error
-// only so that the thin-handler signature stays (value, status, error).
-type errStream struct {
-	pod   string
-	since int64
+// watchSince reads the since query parameter: 0 (or absent) asks for a
+// snapshot first.
+func watchSince(r *http.Request) (int64, error) {
+	v := r.URL.Query().Get("since")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0, invalid("since", "must be a revision number >= 0")
+	}
+	return n, nil
 }
 
-func (errStream) Error() string { return "stream" }
+// eventWriter writes newline-terminated events and flushes each one.
+type eventWriter struct {
+	w       http.ResponseWriter
+	flusher http.Flusher
+}
 
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, pod string, since int64) {
+// send writes one line; false means the client is gone.
+func (e eventWriter) send(line []byte) bool {
+	if _, err := e.w.Write(line); err != nil {
+		return false
+	}
+	e.flusher.Flush()
+	return true
+}
+
+func (e eventWriter) sendEvent(ev api.WatchEvent) bool {
+	line, _ := json.Marshal(ev)
+	return e.send(append(line, '\n'))
+}
+
+// watch streams pod's changes after since (after a snapshot when since is 0)
+// until the client goes away, with a heartbeat when nothing changes.
+func (s *Server) watch(w http.ResponseWriter, r *http.Request, pod string, since int64) {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
-		writeJSON(w, http.StatusInternalServerError, api.ErrorBody{Error: api.ErrorDetail{Code: brain.CodeInternal, Message: "streaming unsupported"}})
+		writeJSON(w, http.StatusInternalServerError, api.ErrorBody{Error: api.ErrorDetail{Code: codeInternal, Message: "streaming unsupported"}})
 		return
 	}
 	s.hub.WatchStarted()
@@ -57,20 +81,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, pod string, sinc
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	ctx := r.Context()
-	send := func(line []byte) bool {
-		if _, err := w.Write(line); err != nil {
-			return false
-		}
-		flusher.Flush()
-		return true
-	}
+	out := eventWriter{w: w, flusher: flusher}
 	if since == 0 {
 		st, err := s.svc.PodState(ctx, pod)
-		if err != nil {
-			return
-		}
-		line, err := encodeEvent(state.SnapshotOf(st))
-		if err != nil || !send(line) {
+		if err != nil || !out.sendEvent(toAPIWatchEvent(state.SnapshotOf(st))) {
 			return
 		}
 		since = st.Revision
@@ -80,18 +94,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, pod string, sinc
 	for {
 		cur, advanced := s.hub.Current()
 		if cur > since {
-			ev, line, err := s.hub.Delta(ctx, pod, since, cur, encodeEvent)
-			if err != nil {
-				s.opts.Logger.Warn("watch delta", "pod", pod, "since", since, "err", err)
+			var ok bool
+			if since, ok = s.sendDelta(ctx, out, pod, since, cur); !ok {
 				return
-			}
-			if !ev.Empty() {
-				if !send(line) {
-					return
-				}
-			}
-			if ev.Revision > since {
-				since = ev.Revision
 			}
 			if since >= cur {
 				continue
@@ -102,10 +107,26 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, pod string, sinc
 			return
 		case <-advanced:
 		case <-heartbeat.C:
-			line, _ := json.Marshal(api.WatchEvent{Type: api.EventHeartbeat, Revision: since})
-			if !send(append(line, '\n')) {
+			if !out.sendEvent(api.WatchEvent{Type: api.EventHeartbeat, Revision: since}) {
 				return
 			}
 		}
 	}
+}
+
+// sendDelta sends what changed for pod between since and cur, if anything
+// did, and returns the revision the stream has reached; false ends the
+// stream.
+func (s *Server) sendDelta(ctx context.Context, out eventWriter, pod string, since, cur int64) (int64, bool) {
+	ev, line, err := s.hub.Delta(ctx, pod, since, cur, encodeEvent)
+	if err != nil {
+		s.opts.Logger.Warn("watch delta", "pod", pod, "since", since, "err", err)
+		return since, false
+	}
+	if !ev.Empty() {
+		if !out.send(line) {
+			return since, false
+		}
+	}
+	return max(since, ev.Revision), true
 }

@@ -361,86 +361,28 @@ func TestHWVTEPEmulator(t *testing.T) {
 	requireEmulator(t)
 	t.Parallel()
 	start := time.Now()
-	l := newLab(t)
+	r := newHWVTEPRig(t)
 	ctx := context.Background()
-	l.mkPod("pod1", "az1")
-	l.mkPod("pod2", "az2")
-	nw, err := l.client.CreateNetwork(ctx, api.NetworkCreate{Name: "net1", Type: api.TypeSharedVXLAN})
-	if err != nil {
-		t.Fatal(err)
-	}
-	vni := nw.SegmentationID
-	for _, sn := range []api.Subnet{{CIDR: "203.0.113.0/24", GatewayIP: "203.0.113.1"}, {CIDR: "2001:db8::/64", GatewayIP: "2001:db8::1"}} {
-		sn.NetworkID = nw.ID
-		if _, err := l.client.CreateSubnet(ctx, sn); err != nil {
-			t.Fatal(err)
-		}
-	}
-	gwA := l.addGateway("pod1", "gw")
-	gwB := l.addGateway("pod2", "gw")
-	segA := l.rig.AddSegment(gwA, fmt.Sprintf("seg%d", vni))
-	segB := l.rig.AddSegment(gwB, emulatorPort)
-	macA, macB := "fa:16:3e:00:00:01", "fa:16:3e:00:00:02"
-	vmA := l.rig.AddVM("pod1", segA, "pod1-vm", netns.MustMAC(macA),
-		netip.MustParsePrefix("203.0.113.11/24"), netip.MustParsePrefix("2001:db8::11/64"))
-	vmB := l.rig.AddVM("pod2", segB, "pod2-vm", netns.MustMAC(macB),
-		netip.MustParsePrefix("203.0.113.12/24"), netip.MustParsePrefix("2001:db8::12/64"))
-	for _, vm := range []*netns.VM{vmA, vmB} {
-		eth, err := vm.Handle().LinkByName("eth0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := vm.Handle().LinkSetMTU(eth, 1450); err != nil {
-			t.Fatal(err)
-		}
-	}
-	gwA.MustExec("ethtool", "-K", gwA.UnderlayDev, "tx", "off")
-	emu := l.startEmulator(t, gwB)
-	t.Logf("emulator up in %s", time.Since(start).Round(time.Millisecond))
-
-	l.startAgent(gwA)
-	l.startAgent(gwB, hwvtepAgent(emu))
+	t.Logf("emulator and agents up in %s", time.Since(start).Round(time.Millisecond))
 
 	// pod1: VM A and a port with no VM (deleted later). pod2: a DHCP
 	// port, so that the network spans there; VM B is not in the brain:
 	// the emulator learns it.
 	ghost := "fa:16:3e:00:01:01"
-	ports, err := l.client.CreatePorts(ctx, []api.PortCreate{
-		{NetworkID: nw.ID, PodID: "pod1", MAC: macA, IPs: []string{"203.0.113.11", "2001:db8::11"}, DeviceOwner: "compute:nova"},
-		{NetworkID: nw.ID, PodID: "pod1", MAC: ghost, IPs: []string{"203.0.113.50"}, DeviceOwner: "compute:nova"},
-		{NetworkID: nw.ID, PodID: "pod2", MAC: "fa:16:3e:00:02:fe", IPs: []string{"203.0.113.3"}, DeviceOwner: "network:dhcp"},
+	ports, err := r.client.CreatePorts(ctx, []api.PortCreate{
+		{NetworkID: r.nw.ID, PodID: "pod1", MAC: r.macA, IPs: []string{"203.0.113.11", "2001:db8::11"}, DeviceOwner: "compute:nova"},
+		{NetworkID: r.nw.ID, PodID: "pod1", MAC: ghost, IPs: []string{"203.0.113.50"}, DeviceOwner: "compute:nova"},
+		{NetworkID: r.nw.ID, PodID: "pod2", MAC: "fa:16:3e:00:02:fe", IPs: []string{"203.0.113.3"}, DeviceOwner: "network:dhcp"},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ls := fmt.Sprintf("l2s-%d", vni)
-	wantView := func(macs ...string) []string {
-		v := []string{fmt.Sprintf("mcast %s unknown-dst -> %s", ls, gwA.VTEP)}
-		for _, m := range macs {
-			v = append(v, fmt.Sprintf("ucast %s %s -> %s", ls, m, gwA.VTEP))
-		}
-		slices.Sort(v)
-		return v
-	}
-	checkView := func(what string, within time.Duration, want []string) {
-		t.Helper()
-		eventually(t, within, what, func() error {
-			got, err := emu.remoteView()
-			if err != nil {
-				return err
-			}
-			if !slices.Equal(got, want) {
-				return fmt.Errorf("emulator holds %q, want %q", got, want)
-			}
-			return nil
-		})
-	}
-	checkView("pod1's ports and flood entry in the emulator's database", 20*time.Second, wantView(macA, ghost))
+	r.checkView(t, "pod1's ports and flood entry in the emulator's database", 20*time.Second, r.macA, ghost)
 
-	pingAll(t, []*netns.VM{vmA, vmB}, 20*time.Second)
+	pingAll(t, []*netns.VM{r.vmA, r.vmB}, 20*time.Second)
 	t.Logf("VMs ping across the Linux gateway and the VTEP emulator after %s", time.Since(start).Round(time.Millisecond))
 	// Keep VM B talking so that the emulator keeps it learned (15 s idle).
-	pinger, err := netns.StartPinger(vmA.NS, vmB.IPv4.Addr(), 200*time.Millisecond)
+	pinger, err := netns.StartPinger(r.vmA.NS, r.vmB.IPv4.Addr(), 200*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -451,78 +393,16 @@ func TestHWVTEPEmulator(t *testing.T) {
 		}
 	}()
 
-	// The learned MAC: in the emulator, in the brain, in pod1's FDB.
-	eventually(t, 10*time.Second, "the emulator learns VM B", func() error {
-		macs, err := emu.localMACs()
-		if err != nil || !slices.Contains(macs, macB) {
-			return fmt.Errorf("Ucast_Macs_Local %v (%v)", macs, err)
-		}
-		return nil
-	})
-	learned := func() (api.Port, error) {
-		list, err := l.client.ListPorts(ctx, api.ListOptions{Filters: map[string]string{"network_id": nw.ID, "mac": macB}})
-		if err != nil {
-			return api.Port{}, err
-		}
-		if len(list.Items) != 1 {
-			return api.Port{}, fmt.Errorf("%d ports with %s", len(list.Items), macB)
-		}
-		p := list.Items[0]
-		if p.PodID != "pod2" || p.DeviceOwner != agent.LearnedOwner {
-			return p, fmt.Errorf("port %+v: want pod2, %s", p, agent.LearnedOwner)
-		}
-		return p, nil
-	}
-	var before api.Port
-	eventually(t, 10*time.Second, "VM B's learned port in the brain", func() error { before, err = learned(); return err })
-	eventually(t, 10*time.Second, "VM B's MAC in pod1's gateway FDB", func() error {
-		dst, err := fdbDst(gwA, vni, macB)
-		if err == nil && dst != gwB.VTEP {
-			err = fmt.Errorf("fdb %s -> %s, want %s", macB, dst, gwB.VTEP)
-		}
-		return err
-	})
+	before := r.waitLearned(t)
 	t.Logf("learned MAC reported and populated after %s", time.Since(start).Round(time.Millisecond))
 
 	// A port deleted in the brain leaves the emulator's database.
-	if err := l.client.DeletePort(ctx, ports[1].ID); err != nil {
+	if err := r.client.DeletePort(ctx, ports[1].ID); err != nil {
 		t.Fatal(err)
 	}
-	checkView("deleted port gone from the emulator's database", 10*time.Second, wantView(macA))
+	r.checkView(t, "deleted port gone from the emulator's database", 10*time.Second, r.macA)
 
-	// The vtep ovsdb-server restarts under the running agent; a port is
-	// created while it is down. Afterwards the database holds exactly the
-	// desired rows: the new port, nothing lost, nothing twice.
-	late := "fa:16:3e:00:01:02"
-	emu.restartVTEPDB(func() {
-		if _, err := l.client.CreatePort(ctx, api.PortCreate{NetworkID: nw.ID, PodID: "pod1", MAC: late, IPs: []string{"203.0.113.51"}}); err != nil {
-			t.Error(err)
-		}
-		time.Sleep(2 * time.Second)
-	})
-	restarted := time.Now()
-	checkView("the database after the restart", 20*time.Second, wantView(macA, late))
-	t.Logf("database converged %s after the restart", time.Since(restarted).Round(time.Millisecond))
-	// Our rows stay put for a while: nothing flaps or doubles.
-	for range 5 {
-		time.Sleep(400 * time.Millisecond)
-		got, err := emu.remoteView()
-		if err != nil || !slices.Equal(got, wantView(macA, late)) {
-			t.Fatalf("after convergence: %q (%v)", got, err)
-		}
-	}
-	// The emulator picks up again: VMs ping, VM B is learned again and its
-	// port is the same single port in pod2.
-	pingAll(t, []*netns.VM{vmA, vmB}, 20*time.Second)
-	var after api.Port
-	eventually(t, 20*time.Second, "VM B learned again after the restart", func() error {
-		macs, err := emu.localMACs()
-		if err != nil || !slices.Contains(macs, macB) {
-			return fmt.Errorf("Ucast_Macs_Local %v (%v)", macs, err)
-		}
-		after, err = learned()
-		return err
-	})
+	after := r.restartDatabase(t)
 	// ovs-vtep clears Ucast_Macs_Local when its database comes back and
 	// learns again within a few seconds; the agent's hold
 	// (agent.DefaultForgetAfter) normally keeps the port meanwhile. Not
@@ -532,4 +412,163 @@ func TestHWVTEPEmulator(t *testing.T) {
 	pingerStopped = true
 	t.Logf("background ping VM A -> VM B: %d/%d answered over the whole test (the restart makes ovs-vtep rebuild its bridges)", got, sent)
 	t.Logf("total %s", time.Since(start).Round(time.Millisecond))
+}
+
+// hwvtepRig is two pods spanned by one shared_vxlan network: pod1's gateway
+// is a Linux agent with VM A behind it, pod2's is the VTEP emulator driven
+// by an hwvtep agent with VM B behind it. No port is in the brain yet.
+type hwvtepRig struct {
+	*lab
+	nw         api.Network
+	vni        int
+	gwA, gwB   *netns.Gateway
+	vmA, vmB   *netns.VM
+	macA, macB string
+	emu        *emulator
+}
+
+func newHWVTEPRig(t *testing.T) *hwvtepRig {
+	ctx := context.Background()
+	r := &hwvtepRig{lab: newLab(t), macA: "fa:16:3e:00:00:01", macB: "fa:16:3e:00:00:02"}
+	r.mkPod("pod1", "az1")
+	r.mkPod("pod2", "az2")
+	var err error
+	if r.nw, err = r.client.CreateNetwork(ctx, api.NetworkCreate{Name: "net1", Type: api.TypeSharedVXLAN}); err != nil {
+		t.Fatal(err)
+	}
+	r.vni = r.nw.SegmentationID
+	for _, sn := range []api.Subnet{{CIDR: "203.0.113.0/24", GatewayIP: "203.0.113.1"}, {CIDR: "2001:db8::/64", GatewayIP: "2001:db8::1"}} {
+		sn.NetworkID = r.nw.ID
+		if _, err := r.client.CreateSubnet(ctx, sn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.gwA = r.addGateway("pod1", "gw")
+	r.gwB = r.addGateway("pod2", "gw")
+	segA := r.rig.AddSegment(r.gwA, fmt.Sprintf("seg%d", r.vni))
+	segB := r.rig.AddSegment(r.gwB, emulatorPort)
+	r.vmA = r.rig.AddVM("pod1", segA, "pod1-vm", netns.MustMAC(r.macA),
+		netip.MustParsePrefix("203.0.113.11/24"), netip.MustParsePrefix("2001:db8::11/64"))
+	r.vmB = r.rig.AddVM("pod2", segB, "pod2-vm", netns.MustMAC(r.macB),
+		netip.MustParsePrefix("203.0.113.12/24"), netip.MustParsePrefix("2001:db8::12/64"))
+	for _, vm := range []*netns.VM{r.vmA, r.vmB} {
+		eth, err := vm.Handle().LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := vm.Handle().LinkSetMTU(eth, 1450); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.gwA.MustExec("ethtool", "-K", r.gwA.UnderlayDev, "tx", "off")
+	r.emu = r.startEmulator(t, r.gwB)
+	r.startAgent(r.gwA)
+	r.startAgent(r.gwB, hwvtepAgent(r.emu))
+	return r
+}
+
+// checkView waits until the emulator's remote tables hold exactly the flood
+// entry to pod1's gateway and macs behind it.
+func (r *hwvtepRig) checkView(t *testing.T, what string, within time.Duration, macs ...string) {
+	t.Helper()
+	want := r.wantView(macs...)
+	eventually(t, within, what, func() error {
+		got, err := r.emu.remoteView()
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(got, want) {
+			return fmt.Errorf("emulator holds %q, want %q", got, want)
+		}
+		return nil
+	})
+}
+
+func (r *hwvtepRig) wantView(macs ...string) []string {
+	ls := fmt.Sprintf("l2s-%d", r.vni)
+	v := []string{fmt.Sprintf("mcast %s unknown-dst -> %s", ls, r.gwA.VTEP)}
+	for _, m := range macs {
+		v = append(v, fmt.Sprintf("ucast %s %s -> %s", ls, m, r.gwA.VTEP))
+	}
+	slices.Sort(v)
+	return v
+}
+
+// learnedPort returns VM B's port as the hwvtep agent reported it: the one
+// port with its MAC, in pod2, owned by l2gw:learned.
+func (r *hwvtepRig) learnedPort() (api.Port, error) {
+	list, err := r.client.ListPorts(context.Background(), api.ListOptions{Filters: map[string]string{"network_id": r.nw.ID, "mac": r.macB}})
+	if err != nil {
+		return api.Port{}, err
+	}
+	if len(list.Items) != 1 {
+		return api.Port{}, fmt.Errorf("%d ports with %s", len(list.Items), r.macB)
+	}
+	p := list.Items[0]
+	if p.PodID != "pod2" || p.DeviceOwner != agent.LearnedOwner {
+		return p, fmt.Errorf("port %+v: want pod2, %s", p, agent.LearnedOwner)
+	}
+	return p, nil
+}
+
+// waitLearned waits for VM B's MAC in the emulator, in the brain and in
+// pod1's FDB, and returns its port.
+func (r *hwvtepRig) waitLearned(t *testing.T) api.Port {
+	t.Helper()
+	eventually(t, 10*time.Second, "the emulator learns VM B", func() error {
+		macs, err := r.emu.localMACs()
+		if err != nil || !slices.Contains(macs, r.macB) {
+			return fmt.Errorf("Ucast_Macs_Local %v (%v)", macs, err)
+		}
+		return nil
+	})
+	var port api.Port
+	eventually(t, 10*time.Second, "VM B's learned port in the brain", func() (err error) { port, err = r.learnedPort(); return err })
+	eventually(t, 10*time.Second, "VM B's MAC in pod1's gateway FDB", func() error {
+		dst, err := fdbDst(r.gwA, r.vni, r.macB)
+		if err == nil && dst != r.gwB.VTEP {
+			err = fmt.Errorf("fdb %s -> %s, want %s", r.macB, dst, r.gwB.VTEP)
+		}
+		return err
+	})
+	return port
+}
+
+// restartDatabase restarts the vtep ovsdb-server under the running agent,
+// with a port created while it is down. Afterwards the database holds
+// exactly the desired rows (the new port, nothing lost, nothing twice), the
+// VMs ping again and VM B is learned again; it returns VM B's port then.
+func (r *hwvtepRig) restartDatabase(t *testing.T) api.Port {
+	t.Helper()
+	late := "fa:16:3e:00:01:02"
+	r.emu.restartVTEPDB(func() {
+		if _, err := r.client.CreatePort(context.Background(), api.PortCreate{NetworkID: r.nw.ID, PodID: "pod1", MAC: late, IPs: []string{"203.0.113.51"}}); err != nil {
+			t.Error(err)
+		}
+		time.Sleep(2 * time.Second)
+	})
+	restarted := time.Now()
+	r.checkView(t, "the database after the restart", 20*time.Second, r.macA, late)
+	t.Logf("database converged %s after the restart", time.Since(restarted).Round(time.Millisecond))
+	// Our rows stay put for a while: nothing flaps or doubles.
+	for range 5 {
+		time.Sleep(400 * time.Millisecond)
+		got, err := r.emu.remoteView()
+		if err != nil || !slices.Equal(got, r.wantView(r.macA, late)) {
+			t.Fatalf("after convergence: %q (%v)", got, err)
+		}
+	}
+	// The emulator picks up again: VMs ping, VM B is learned again and its
+	// port is the same single port in pod2.
+	pingAll(t, []*netns.VM{r.vmA, r.vmB}, 20*time.Second)
+	var after api.Port
+	eventually(t, 20*time.Second, "VM B learned again after the restart", func() error {
+		macs, err := r.emu.localMACs()
+		if err != nil || !slices.Contains(macs, r.macB) {
+			return fmt.Errorf("Ucast_Macs_Local %v (%v)", macs, err)
+		}
+		after, err = r.learnedPort()
+		return err
+	})
+	return after
 }

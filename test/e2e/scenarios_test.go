@@ -6,6 +6,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -120,25 +122,54 @@ func TestSpanPingAndPortDelete(t *testing.T) {
 // nor by the remote agents that saw it die.
 func TestAgentKill9KeepsTraffic(t *testing.T) {
 	t.Parallel()
-	s := newSpanned(t, 2)
+	s := newSpanned(t, 2, func(a *[]string) { *a = append(*a, "--metrics-listen", "127.0.0.1:9697") })
 	s.createPorts(t)
 	pingAll(t, s.vms, 10*time.Second)
 	p, err := netns.StartPinger(s.vms[0].NS, s.vms[1].IPv4.Addr(), 20*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitPings(t, p, 15)
 	agent := s.agents["pod2-gw"]
 	agent.kill(syscall.SIGKILL)
-	// Long enough for pod1's agent to see pod2's gateway dead in gossip.
-	time.Sleep(2 * time.Second)
+	vni := strconv.Itoa(s.net.SegmentationID)
+	eventually(t, 15*time.Second, "pod1's agent sees pod2's gateway dead in gossip", func() error {
+		v, err := agentDataplane(s.gws[0])
+		if err != nil || !slices.Contains(v.Unreachable[vni], "pod2") {
+			return fmt.Errorf("unreachable %v (%v)", v.Unreachable, err)
+		}
+		return nil
+	})
 	agent.restart()
-	time.Sleep(2 * time.Second)
+	eventually(t, 15*time.Second, "pod2's restarted agent forwards the network and pod1's agent sees it alive", func() error {
+		v, err := agentDataplane(s.gws[1])
+		if err != nil || !slices.ContainsFunc(v.Networks, func(n api.AgentNetwork) bool { return int(n.VNI) == s.net.SegmentationID }) {
+			return fmt.Errorf("pod2 forwards %v (%v)", v.Networks, err)
+		}
+		if v, err = agentDataplane(s.gws[0]); err != nil || len(v.Unreachable[vni]) > 0 {
+			return fmt.Errorf("pod1 finds unreachable %v (%v)", v.Unreachable, err)
+		}
+		return nil
+	})
+	// A second of pings through the restarted agent's dataplane.
+	sent, _ := p.Stats()
+	waitPings(t, p, max(100, sent+50))
 	sent, got := p.Stop(500 * time.Millisecond)
 	t.Logf("continuous ping across kill -9 and restart: %d sent, %d received", sent, got)
 	if sent < 100 || got != sent {
 		t.Fatalf("lost %d of %d pings across an agent kill -9 and restart", sent-got, sent)
 	}
+}
+
+// waitPings waits until p has sent n pings.
+func waitPings(t *testing.T, p *netns.Pinger, n int) {
+	t.Helper()
+	eventually(t, time.Duration(n)*100*time.Millisecond, fmt.Sprintf("%d pings sent", n), func() error {
+		if sent, _ := p.Stats(); sent < n {
+			return fmt.Errorf("%d sent", sent)
+		}
+		return nil
+	})
 }
 
 // Scenario 4: with the brain stopped the dataplane keeps working; a port

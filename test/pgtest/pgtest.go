@@ -20,8 +20,8 @@
 //
 // DSNs are URLs of the form postgres://postgres@127.0.0.1:PORT/DB?sslmode=disable
 // and work with github.com/jackc/pgx/v5 (and its database/sql driver
-// github.com/jackc/pgx/v5/stdlib). This package itself depends only on the
-// standard library.
+// github.com/jackc/pgx/v5/stdlib), which this package also uses for its own
+// sessions.
 //
 // The package is Linux-only: it relies on SysProcAttr.Pdeathsig so that a
 // crashed test binary does not leave a postmaster behind.
@@ -31,8 +31,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -49,6 +47,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/l2span/l2span/test/freeport"
 )
 
@@ -85,7 +85,7 @@ type Server struct {
 	bg       sync.WaitGroup     // background drops
 
 	adminMu sync.Mutex
-	admin   *wireConn // session on "postgres" for CREATE DATABASE
+	admin   *pgx.Conn // session on "postgres" for CREATE DATABASE
 
 	seq atomic.Int64 // database name counter
 }
@@ -223,46 +223,6 @@ func credential() (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{uint32(gid)}}, nil
 }
 
-// makeBaseDir makes the private directory of one server. As root it must be
-// reachable by the postgres user, so it goes under os.TempDir() only when
-// every parent is world-searchable, else under /tmp.
-func makeBaseDir(cred *syscall.Credential) (string, error) {
-	parent := os.TempDir()
-	if cred != nil && !searchable(parent) {
-		parent = "/tmp"
-	}
-	dir, err := os.MkdirTemp(parent, fmt.Sprintf("%s%d-", dirPrefix, os.Getpid()))
-	if err != nil {
-		return "", err
-	}
-	if cred != nil {
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			os.RemoveAll(dir)
-			return "", err
-		}
-	}
-	return dir, nil
-}
-
-// searchable reports whether every directory from / to dir is o+x.
-func searchable(dir string) bool {
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		return false
-	}
-	for {
-		fi, err := os.Stat(dir)
-		if err != nil || fi.Mode().Perm()&0o001 == 0 {
-			return false
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return true
-		}
-		dir = parent
-	}
-}
-
 func (s *Server) chown(path string) error {
 	if s.cred == nil {
 		return nil
@@ -303,58 +263,6 @@ func (s *Server) makeDataDir() error {
 		return s.initdb()
 	}
 	return copyTree(tmpl, s.dataDir, s.cred)
-}
-
-// copyTree copies the directory tree src (directories and regular files
-// only, as initdb makes them) to dst, owned by cred if it is not nil.
-func copyTree(src, dst string, cred *syscall.Credential) error {
-	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, path)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		switch {
-		case d.IsDir():
-			if err := os.Mkdir(target, info.Mode().Perm()); err != nil {
-				return err
-			}
-		case info.Mode().IsRegular():
-			if err := copyFile(path, target, info.Mode().Perm()); err != nil {
-				return err
-			}
-		default:
-			return fmt.Errorf("copy %s: not a regular file or directory", path)
-		}
-		if cred != nil {
-			return os.Chown(target, int(cred.Uid), int(cred.Gid))
-		}
-		return nil
-	})
-}
-
-func copyFile(src, dst string, perm fs.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 func (s *Server) initdb() error {
@@ -470,10 +378,10 @@ func (s *Server) waitReady(ctx context.Context, p *proc) error {
 		default:
 		}
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		c, err := wireConnect(cctx, s.addr(), User, "postgres")
+		c, err := s.connect(cctx, "postgres")
 		cancel()
 		if err == nil {
-			c.close()
+			closeConn(c)
 			return nil
 		}
 		last = err
@@ -545,7 +453,7 @@ func (s *Server) NewDatabase(t testing.TB) string {
 	name := s.dbName(t.Name())
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	if err := s.adminExec(ctx, "CREATE DATABASE "+quoteIdent(name)); err != nil {
+	if err := s.adminExec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		t.Fatalf("pgtest: create database %s: %v", name, err)
 	}
 	t.Cleanup(func() { s.dropLater(name) })
@@ -565,7 +473,7 @@ func (s *Server) dropLater(name string) {
 		defer s.bg.Done()
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		defer cancel()
-		_ = s.exec(ctx, "postgres", "DROP DATABASE IF EXISTS "+quoteIdent(name)+" WITH (FORCE)")
+		_ = s.exec(ctx, "postgres", "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 	}()
 }
 
@@ -580,24 +488,32 @@ func (s *Server) dbName(testName string) string {
 	return "t_" + base + suffix
 }
 
+// connect opens a session on database db as the superuser.
+func (s *Server) connect(ctx context.Context, db string) (*pgx.Conn, error) {
+	c, err := pgx.Connect(ctx, s.DSNFor(db))
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", db, err)
+	}
+	return c, nil
+}
+
 // adminExec runs sql on the "postgres" database on a session kept open
 // between calls (a new session costs tens of milliseconds).
 func (s *Server) adminExec(ctx context.Context, sql string) error {
 	s.adminMu.Lock()
 	defer s.adminMu.Unlock()
 	if s.admin == nil {
-		c, err := wireConnect(ctx, s.addr(), User, "postgres")
+		c, err := s.connect(ctx, "postgres")
 		if err != nil {
 			return err
 		}
 		s.admin = c
 	}
-	_, err := s.admin.query(ctx, sql)
-	var pgErr *pgError
+	_, err := s.admin.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+	var pgErr *pgconn.PgError
 	if err != nil && !errors.As(err, &pgErr) {
 		// The session is broken (server restarted, timeout, ...).
-		s.admin.close()
-		s.admin = nil
+		s.closeAdminLocked()
 	}
 	return err
 }
@@ -605,25 +521,33 @@ func (s *Server) adminExec(ctx context.Context, sql string) error {
 func (s *Server) closeAdmin() {
 	s.adminMu.Lock()
 	defer s.adminMu.Unlock()
-	if s.admin != nil {
-		s.admin.close()
-		s.admin = nil
+	s.closeAdminLocked()
+}
+
+func (s *Server) closeAdminLocked() {
+	if s.admin == nil {
+		return
 	}
+	closeConn(s.admin)
+	s.admin = nil
+}
+
+// closeConn ends a session, giving a server that does not answer a second.
+func closeConn(c *pgx.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = c.Close(ctx)
 }
 
 // exec runs sql on database db as the superuser, on a new session.
 func (s *Server) exec(ctx context.Context, db, sql string) error {
-	_, err := s.query(ctx, db, sql)
-	return err
-}
-
-func (s *Server) query(ctx context.Context, db, sql string) ([][]string, error) {
-	c, err := wireConnect(ctx, s.addr(), User, db)
+	c, err := s.connect(ctx, db)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer c.close()
-	return c.query(ctx, sql)
+	defer closeConn(c)
+	_, err = c.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+	return err
 }
 
 // Stop shuts the server down ("fast" shutdown: SIGINT to the postmaster,
@@ -692,113 +616,4 @@ func (s *Server) Restart() error {
 func (s *Server) remove() {
 	s.Stop()
 	_ = os.RemoveAll(s.base)
-}
-
-// procID names a process by PID and start time, so that a recycled PID is
-// not taken for the process it once named.
-type procID struct {
-	pid   int
-	start string // field 22 of /proc/PID/stat
-}
-
-// children lists the live (non-zombie) children of ppid: for a postmaster,
-// its backends and auxiliary processes. (They call setsid, so they are not
-// in the postmaster's process group.)
-func children(ppid int) []procID {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var ids []procID
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		f := statFields(pid)
-		// f[0] is field 3 (state), f[1] field 4 (ppid), f[19] field 22 (starttime).
-		if len(f) < 20 || f[0] == "Z" || f[0] == "X" || f[1] != strconv.Itoa(ppid) {
-			continue
-		}
-		ids = append(ids, procID{pid, f[19]})
-	}
-	return ids
-}
-
-// statFields returns the fields of /proc/PID/stat after "pid (comm)".
-func statFields(pid int) []string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return nil
-	}
-	i := strings.LastIndexByte(string(b), ')') // comm may hold spaces and parens
-	if i < 0 {
-		return nil
-	}
-	return strings.Fields(string(b[i+1:]))
-}
-
-// alive reports whether the process is still running (not a zombie).
-func (id procID) alive() bool {
-	f := statFields(id.pid)
-	return len(f) >= 20 && f[0] != "Z" && f[0] != "X" && f[19] == id.start
-}
-
-// waitGone waits until none of ids is alive, or until timeout.
-func waitGone(ids []procID, timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	for _, id := range ids {
-		for id.alive() && time.Now().Before(deadline) {
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-}
-
-// killAll SIGKILLs the postmaster p and the children listed in kids.
-func (p *proc) killAll(kids []procID) {
-	select {
-	case <-p.done: // reaped: its PID may name another process now
-	default:
-		_ = syscall.Kill(p.pid, syscall.SIGKILL)
-	}
-	for _, k := range kids {
-		if k.alive() {
-			_ = syscall.Kill(k.pid, syscall.SIGKILL)
-		}
-	}
-}
-
-// processAlive reports whether pid names a live, non-zombie process.
-func processAlive(pid int) bool {
-	f := statFields(pid)
-	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
-}
-
-var sweepOnce sync.Once
-
-// sweepStale removes server directories left in the temp dirs by test
-// binaries that died without cleaning up (their postmasters died with them,
-// by Pdeathsig). A directory is removed only when the test binary that made
-// it (its PID is in the name) is gone and no postmaster runs in it.
-func sweepStale() {
-	for _, parent := range []string{os.TempDir(), "/tmp"} {
-		dirs, _ := filepath.Glob(filepath.Join(parent, dirPrefix+"*"))
-		for _, dir := range dirs {
-			rest := strings.TrimPrefix(filepath.Base(dir), dirPrefix)
-			owner, err := strconv.Atoi(strings.SplitN(rest, "-", 2)[0])
-			if err != nil || owner == os.Getpid() || processAlive(owner) {
-				continue
-			}
-			if fi, err := os.Stat(dir); err != nil || time.Since(fi.ModTime()) < time.Minute {
-				continue
-			}
-			if b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid")); err == nil {
-				line, _, _ := strings.Cut(string(b), "\n")
-				if pid, err := strconv.Atoi(strings.TrimSpace(line)); err == nil && processAlive(pid) {
-					continue
-				}
-			}
-			_ = os.RemoveAll(dir)
-		}
-	}
 }

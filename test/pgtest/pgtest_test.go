@@ -13,29 +13,46 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 func TestMain(m *testing.M) { Main(m) }
 
-// sqlOn runs sql on the database named by dsn and returns the rows.
+// sqlOn runs sql (one or more statements, simple query protocol) on the
+// database named by dsn and returns the rows of the last result set as text
+// (NULL becomes "").
 func sqlOn(t testing.TB, dsn, sql string) [][]string {
 	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := wireConnect(ctx, u.Host, u.User.Username(), strings.TrimPrefix(u.Path, "/"))
-	if err != nil {
-		t.Fatalf("connect %s: %v", dsn, err)
-	}
-	defer c.close()
-	rows, err := c.query(ctx, sql)
+	c := connectTo(t, ctx, dsn)
+	defer closeConn(c)
+	results, err := c.PgConn().Exec(ctx, sql).ReadAll()
 	if err != nil {
 		t.Fatalf("%s on %s: %v", sql, dsn, err)
 	}
+	var rows [][]string
+	if len(results) > 0 {
+		for _, r := range results[len(results)-1].Rows {
+			row := make([]string, len(r))
+			for i, v := range r {
+				row[i] = string(v)
+			}
+			rows = append(rows, row)
+		}
+	}
 	return rows
+}
+
+// connectTo opens a session on the database named by dsn.
+func connectTo(t testing.TB, ctx context.Context, dsn string) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatalf("connect %s: %v", dsn, err)
+	}
+	return c
 }
 
 func TestStartAndTwoDatabases(t *testing.T) {
@@ -117,11 +134,8 @@ func TestNewDatabaseIsDroppedAtCleanup(t *testing.T) {
 		u, _ := url.Parse(dsn)
 		name = strings.TrimPrefix(u.Path, "/")
 		// An open session must not stop the drop.
-		c, err := wireConnect(context.Background(), u.Host, User, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.close() })
+		c := connectTo(t, context.Background(), dsn)
+		t.Cleanup(func() { closeConn(c) })
 	})
 	// The drop runs in the background.
 	deadline := time.Now().Add(30 * time.Second)
@@ -183,12 +197,8 @@ func TestStopLeavesNoProcess(t *testing.T) {
 	dsn := srv.NewDatabase(t)
 	sqlOn(t, dsn, "CREATE TABLE t (x int); INSERT INTO t VALUES (42)")
 	// Keep a session open: fast shutdown must end it.
-	u, _ := url.Parse(dsn)
-	c, err := wireConnect(context.Background(), u.Host, User, strings.TrimPrefix(u.Path, "/"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
+	c := connectTo(t, context.Background(), dsn)
+	defer closeConn(c)
 
 	pid := srv.PID()
 	if !processAlive(pid) {
