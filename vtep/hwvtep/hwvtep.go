@@ -51,7 +51,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -60,6 +59,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/l2span/l2span/internal/macaddr"
 	"github.com/l2span/l2span/ovsdb"
 	"github.com/l2span/l2span/vtep"
 	lo "github.com/ovn-kubernetes/libovsdb/ovsdb"
@@ -188,7 +188,7 @@ func (b *Backend) LocalMACs() []vtep.LocalMAC {
 			if !ok {
 				continue
 			}
-			mac, err := net.ParseMAC(r.MAC)
+			mac, err := macaddr.Parse(r.MAC)
 			if err != nil {
 				continue
 			}
