@@ -120,6 +120,10 @@ type Backend struct {
 	setMu   sync.Mutex
 	txns    atomic.Uint64
 	changes chan struct{}
+
+	// waitingForSwitch, if set (by tests), is called when a Set with
+	// something to write starts waiting for the switch to come back.
+	waitingForSwitch func()
 }
 
 var _ vtep.Dataplane = (*Backend)(nil)
@@ -252,6 +256,9 @@ func (b *Backend) Set(ctx context.Context, cfg vtep.Config) (vtep.Result, error)
 		// The switch is away and the plan comes from the last state seen,
 		// which may miss what the switch committed before the connection
 		// broke: wait for it and plan again from what it holds.
+		if b.waitingForSwitch != nil {
+			b.waitingForSwitch()
+		}
 		if err := b.cli.Barrier(ctx); err != nil {
 			err = fmt.Errorf("wait for the switch database: %w", err)
 			b.log.Warn("set incomplete", "err", err)
