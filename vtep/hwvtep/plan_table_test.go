@@ -100,25 +100,28 @@ func plannerAfter(st *ovsdb.State, cfg vtep.Config, steps ...func(*planner)) *pl
 }
 
 var (
-	stepLocators  = (*planner).indexLocators
-	stepOwned     = (*planner).selectOwnedSwitches
-	stepPS        = (*planner).findPhysicalSwitch
-	stepLS        = (*planner).planLogicalSwitches
-	stepBindings  = (*planner).planVLANBindings
-	stepFlood     = (*planner).planFloodLists
-	stepPin       = (*planner).pinKeptLocators
-	stepsToLS     = []func(*planner){stepLocators, stepOwned, stepPS}
-	stepsToFlood  = []func(*planner){stepLocators, stepOwned, stepPS, stepLS, stepBindings}
-	stepsToUcast  = []func(*planner){stepLocators, stepOwned, stepPS, stepLS, stepBindings, stepFlood, stepPin}
-	refInJSON     = regexp.MustCompile(`\["(?:named-)?uuid","([^"]*)"\]`)
-	describeField = func(v any) string {
-		b, err := json.Marshal(v)
-		if err != nil {
-			return err.Error()
-		}
-		return refInJSON.ReplaceAllString(string(b), "$1")
-	}
+	stepLocators = (*planner).indexLocators
+	stepOwned    = (*planner).selectOwnedSwitches
+	stepPS       = (*planner).findPhysicalSwitch
+	stepLS       = (*planner).planLogicalSwitches
+	stepBindings = (*planner).planVLANBindings
+	stepFlood    = (*planner).planFloodLists
+	stepPin      = (*planner).pinKeptLocators
+	stepsToLS    = []func(*planner){stepLocators, stepOwned, stepPS}
+	stepsToFlood = []func(*planner){stepLocators, stepOwned, stepPS, stepLS, stepBindings}
+	stepsToUcast = []func(*planner){stepLocators, stepOwned, stepPS, stepLS, stepBindings, stepFlood, stepPin}
+	refInJSON    = regexp.MustCompile(`\["(?:named-)?uuid","([^"]*)"\]`)
 )
+
+// describeField is a value of an operation as JSON, references as plain
+// names.
+func describeField(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err.Error()
+	}
+	return refInJSON.ReplaceAllString(string(b), "$1")
+}
 
 // describe is one operation in words: op, table, named UUID, the row it
 // targets, and its mutations, references as plain names.
