@@ -20,6 +20,10 @@ import (
 // state could not be placed.
 type Plan struct {
 	Config vtep.Config
+	// Conflicts counts the entries left out of Config because another
+	// entry of the network claimed the same MAC or IP (each also in
+	// Skipped).
+	Conflicts int
 	// Standby lists VNIs this gateway does not forward: another live
 	// gateway of its pod is their designated forwarder.
 	Standby []uint32
@@ -136,7 +140,12 @@ func BuildPlan(in PlanInput) Plan {
 			p.Isolation = append(p.Isolation, isolation(in, n, nw.LocalInterface, &p))
 		}
 	}
-	p.Config = p.Config.Normalize()
+	var conflicts []vtep.Conflict
+	p.Config, conflicts = p.Config.NormalizeConflicts()
+	p.Conflicts = len(conflicts)
+	for _, c := range conflicts {
+		p.Skipped = append(p.Skipped, c.String())
+	}
 	return p
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/l2span/l2span/internal/macaddr"
 	"github.com/ovn-kubernetes/libovsdb/ovsdb"
 )
 
@@ -224,14 +225,13 @@ func InsertPhysicalLocatorSetOps(ops []ovsdb.Operation, set *PhysicalLocatorSet)
 	return append(ops, ovsdb.Operation{Op: ovsdb.OperationInsert, Table: PhysicalLocatorSetTable, UUIDName: set.UUID, Row: ovsdb.Row{"locators": locs}}), nil
 }
 
+// checkMAC accepts a 48-bit MAC or "unknown-dst" (Mcast_Macs rows).
 func checkMAC(mac string) error {
 	if mac == "unknown-dst" {
 		return nil
 	}
-	if _, err := net.ParseMAC(mac); err != nil {
-		return fmt.Errorf("mac %q: %w", mac, err)
-	}
-	return nil
+	_, err := macaddr.Parse(mac)
+	return err
 }
 
 // InsertUcastMacsRemoteOps inserts Ucast_Macs_Remote rows.

@@ -4,7 +4,10 @@
 package vtep
 
 import (
+	"bytes"
+	"cmp"
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -91,26 +94,88 @@ type LocalMAC struct {
 	Locator netip.Addr
 }
 
-// Normalize sorts and de-duplicates every list so that two Configs with the
-// same content compare equal and diffs are stable.
+// Normalize is NormalizeConflicts without the report, for backends: the
+// agent normalises (and reports) before it hands a Config over.
 func (c Config) Normalize() Config {
-	out := Config{Networks: make([]Network, 0, len(c.Networks))}
-	for _, n := range c.Networks {
-		n.Flood = slices.Clone(n.Flood)
-		slices.SortFunc(n.Flood, func(a, b netip.Addr) int { return a.Compare(b) })
-		n.Flood = slices.Compact(n.Flood)
-		n.MACs = slices.Clone(n.MACs)
-		slices.SortFunc(n.MACs, func(a, b MACEntry) int { return compareBytes(a.MAC, b.MAC) })
-		n.MACs = slices.CompactFunc(n.MACs, func(a, b MACEntry) bool { return compareBytes(a.MAC, b.MAC) == 0 })
-		n.Neighbors = slices.Clone(n.Neighbors)
-		slices.SortFunc(n.Neighbors, func(a, b Neighbor) int { return a.IP.Compare(b.IP) })
-		n.Neighbors = slices.CompactFunc(n.Neighbors, func(a, b Neighbor) bool { return a.IP == b.IP })
-		out.Networks = append(out.Networks, n)
-	}
-	slices.SortFunc(out.Networks, func(a, b Network) int { return int(int64(a.VNI) - int64(b.VNI)) })
+	out, _ := c.NormalizeConflicts()
 	return out
 }
 
-func compareBytes(a, b []byte) int {
-	return slices.Compare(a, b)
+// Conflict is an entry normalisation left out because another entry of the
+// same network claims the same key: a MAC behind two VTEPs, or an IP bound
+// to two MACs.
+type Conflict struct {
+	VNI uint32
+	// Key is the MAC (of a MACEntry) or the IP (of a Neighbor) claimed twice.
+	Key string
+	// Kept is the VTEP (MAC) that stays, Dropped the one left out.
+	Kept, Dropped string
+}
+
+func (c Conflict) String() string {
+	return fmt.Sprintf("vni %d: %s claimed by both %s and %s; kept %s", c.VNI, c.Key, c.Kept, c.Dropped, c.Kept)
+}
+
+// NormalizeConflicts sorts and de-duplicates every list so that two Configs
+// with the same content compare equal and diffs are stable. Of entries that
+// conflict, the lowest VTEP (for a MAC) or MAC (for an IP) stays, whatever
+// the input order; each one left out is returned as a Conflict. Exact
+// duplicates are merged silently.
+func (c Config) NormalizeConflicts() (Config, []Conflict) {
+	out := Config{Networks: make([]Network, 0, len(c.Networks))}
+	var conflicts []Conflict
+	for _, n := range c.Networks {
+		n.Flood = slices.Clone(n.Flood)
+		slices.SortFunc(n.Flood, netip.Addr.Compare)
+		n.Flood = slices.Compact(n.Flood)
+		n.MACs, conflicts = normalizeMACs(n.VNI, n.MACs, conflicts)
+		n.Neighbors, conflicts = normalizeNeighbors(n.VNI, n.Neighbors, conflicts)
+		out.Networks = append(out.Networks, n)
+	}
+	slices.SortFunc(out.Networks, func(a, b Network) int { return cmp.Compare(a.VNI, b.VNI) })
+	return out, conflicts
+}
+
+// normalizeMACs sorts by MAC and VTEP and keeps the first entry of each
+// MAC; each distinct VTEP left out is a conflict.
+func normalizeMACs(vni uint32, in []MACEntry, conflicts []Conflict) ([]MACEntry, []Conflict) {
+	sorted := slices.Clone(in)
+	slices.SortFunc(sorted, func(a, b MACEntry) int {
+		return cmp.Or(bytes.Compare(a.MAC, b.MAC), a.VTEP.Compare(b.VTEP))
+	})
+	out := sorted[:0] // in place: out never passes the entry being read
+	var prev MACEntry
+	for _, e := range sorted {
+		switch {
+		case len(out) == 0 || !bytes.Equal(out[len(out)-1].MAC, e.MAC):
+			out = append(out, e)
+		case e.VTEP != prev.VTEP: // not a repeat of the entry before
+			kept := out[len(out)-1]
+			conflicts = append(conflicts, Conflict{VNI: vni, Key: "mac " + e.MAC.String(), Kept: kept.VTEP.String(), Dropped: e.VTEP.String()})
+		}
+		prev = e
+	}
+	return out, conflicts
+}
+
+// normalizeNeighbors sorts by IP and MAC and keeps the first entry of each
+// IP; each distinct MAC left out is a conflict.
+func normalizeNeighbors(vni uint32, in []Neighbor, conflicts []Conflict) ([]Neighbor, []Conflict) {
+	sorted := slices.Clone(in)
+	slices.SortFunc(sorted, func(a, b Neighbor) int {
+		return cmp.Or(a.IP.Compare(b.IP), bytes.Compare(a.MAC, b.MAC))
+	})
+	out := sorted[:0]
+	var prev Neighbor
+	for _, e := range sorted {
+		switch {
+		case len(out) == 0 || out[len(out)-1].IP != e.IP:
+			out = append(out, e)
+		case !bytes.Equal(e.MAC, prev.MAC): // not a repeat of the entry before
+			kept := out[len(out)-1]
+			conflicts = append(conflicts, Conflict{VNI: vni, Key: "ip " + e.IP.String(), Kept: kept.MAC.String(), Dropped: e.MAC.String()})
+		}
+		prev = e
+	}
+	return out, conflicts
 }

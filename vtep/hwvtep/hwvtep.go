@@ -46,13 +46,11 @@
 package hwvtep
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -61,6 +59,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/l2span/l2span/internal/macaddr"
 	"github.com/l2span/l2span/ovsdb"
 	"github.com/l2span/l2span/vtep"
 	lo "github.com/ovn-kubernetes/libovsdb/ovsdb"
@@ -121,6 +120,10 @@ type Backend struct {
 	setMu   sync.Mutex
 	txns    atomic.Uint64
 	changes chan struct{}
+
+	// waitingForSwitch, if set (by tests), is called when a Set with
+	// something to write starts waiting for the switch to come back.
+	waitingForSwitch func()
 }
 
 var _ vtep.Dataplane = (*Backend)(nil)
@@ -189,7 +192,7 @@ func (b *Backend) LocalMACs() []vtep.LocalMAC {
 			if !ok {
 				continue
 			}
-			mac, err := net.ParseMAC(r.MAC)
+			mac, err := macaddr.Parse(r.MAC)
 			if err != nil {
 				continue
 			}
@@ -253,6 +256,9 @@ func (b *Backend) Set(ctx context.Context, cfg vtep.Config) (vtep.Result, error)
 		// The switch is away and the plan comes from the last state seen,
 		// which may miss what the switch committed before the connection
 		// broke: wait for it and plan again from what it holds.
+		if b.waitingForSwitch != nil {
+			b.waitingForSwitch()
+		}
 		if err := b.cli.Barrier(ctx); err != nil {
 			err = fmt.Errorf("wait for the switch database: %w", err)
 			b.log.Warn("set incomplete", "err", err)
@@ -302,255 +308,8 @@ func (b *Backend) Check(ctx context.Context, cfg vtep.Config) (vtep.Result, erro
 	return b.apply(ctx, p, pretend, false)
 }
 
-// batchCounts is what one MAC batch adds to a Result once committed.
-type batchCounts struct{ adds, removes, nbrAdds, nbrDels int }
-
-func (c batchCounts) addTo(r *vtep.Result) {
-	r.Added.MACs += c.adds
-	r.Removed.MACs += c.removes
-	r.Added.Neighbors += c.nbrAdds
-	r.Removed.Neighbors += c.nbrDels
-}
-
-// pendingTxn is a MAC batch in flight.
-type pendingTxn struct {
-	ops    []lo.Operation
-	counts batchCounts
-	done   chan struct{}
-	err    error
-}
-
 // transact sends one transaction and counts it.
 func (b *Backend) transact(ctx context.Context, ops []lo.Operation) ([]lo.OperationResult, error) {
 	b.txns.Add(1)
 	return b.cli.Transact(ctx, ops...)
-}
-
-// apply runs the plan: the structural transaction, the batched MAC
-// writes, the batched MAC deletes, the removal of unwanted switches, and a
-// barrier so that the cache holds what was written.
-func (b *Backend) apply(ctx context.Context, p *plan, transact func(context.Context, []lo.Operation) ([]lo.OperationResult, error), barrier bool) (vtep.Result, error) {
-	errs := p.errs
-	var res vtep.Result
-	wrote := false
-
-	// 1. Structure: Global, switch, ports, Logical_Switches, bindings,
-	// flood sets.
-	if len(p.structOps) > 0 {
-		wrote = true
-		results, err := transact(ctx, p.structOps)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("structure transaction: %w", err))
-			return res, errors.Join(errs...)
-		}
-		for vni, idx := range p.lsInsertIdx {
-			p.lsUUID[vni] = results[idx].UUID.GoUUID
-		}
-		for key, idx := range p.locInsertIdx {
-			p.locs[key].uuid = results[idx].UUID.GoUUID
-		}
-		res.Added.Networks += p.struct_.addedNetworks
-		res.Added.Flood += p.struct_.addedFlood
-		res.Removed.Flood += p.struct_.removedFlood
-	}
-
-	// 2. MAC inserts and updates in batches. A batch that only inserts
-	// MACs pointing at locators already in the database is independent
-	// of every other such batch, so up to pipelineDepth of them are in
-	// flight at once: the server commits one while this side encodes the
-	// next and the cache takes the last one's update. A batch that inserts
-	// a locator (later batches need its UUID), moves or deletes a MAC (it
-	// may let the server collect a locator) goes alone, after the window
-	// has drained.
-	var batch []lo.Operation
-	var named map[string]int // locator key -> op index of its insert in batch
-	var counts batchCounts
-	alone := false // the batch must not overlap with others
-	rows := 0
-	var window []*pendingTxn
-	var windowErr error
-	settle := func(keep int) {
-		for len(window) > keep {
-			t := window[0]
-			window = window[1:]
-			<-t.done
-			if t.err != nil {
-				windowErr = cmp.Or(windowErr, t.err)
-				continue
-			}
-			t.counts.addTo(&res)
-		}
-	}
-	flush := func() error {
-		if len(batch) == 0 {
-			return windowErr
-		}
-		wrote = true
-		if !alone && b.opts.PipelineDepth > 1 {
-			settle(b.opts.PipelineDepth - 1)
-			if windowErr != nil {
-				return windowErr
-			}
-			t := &pendingTxn{ops: batch, counts: counts, done: make(chan struct{})}
-			go func() {
-				defer close(t.done)
-				_, t.err = transact(ctx, t.ops)
-			}()
-			window = append(window, t)
-			batch, named, rows, counts = nil, nil, 0, batchCounts{}
-			return nil
-		}
-		settle(0)
-		if windowErr != nil {
-			return windowErr
-		}
-		results, err := transact(ctx, batch)
-		if err != nil {
-			return err
-		}
-		for key, idx := range named {
-			p.locs[key].uuid = results[idx].UUID.GoUUID
-		}
-		for _, l := range p.locs {
-			if l.uuid != "" && l.refs <= 0 && !l.pinned {
-				l.uuid = "" // garbage-collected by the server at commit
-			}
-		}
-		counts.addTo(&res)
-		batch, named, rows, counts, alone = batch[:0], nil, 0, batchCounts{}, false
-		return nil
-	}
-	locRef := func(key string) (string, error) {
-		l := p.locs[key]
-		if l == nil {
-			l = &locState{}
-			p.locs[key] = l
-		}
-		l.refs++
-		if l.uuid != "" {
-			return l.uuid, nil
-		}
-		if idx, ok := named[key]; ok {
-			return batch[idx].UUIDName, nil
-		}
-		if named == nil {
-			named = map[string]int{}
-		}
-		name := ovsdb.NamedUUID("loc", len(batch))
-		var err error
-		batch, err = ovsdb.InsertPhysicalLocatorOps(batch, &ovsdb.PhysicalLocator{UUID: name, DstIP: key, EncapsulationType: vxlan})
-		if err != nil {
-			return "", err
-		}
-		named[key] = len(batch) - 1
-		alone = true
-		return name, nil
-	}
-	for _, w := range p.macWrites {
-		if ctx.Err() != nil {
-			break
-		}
-		lsUUID := w.ls
-		if lsUUID == "" {
-			lsUUID = p.lsUUID[w.vni]
-		}
-		if lsUUID == "" {
-			continue // its switch could not be made; error already reported
-		}
-		loc, err := locRef(w.locator)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("vni %d mac %s: %w", w.vni, w.mac, err))
-			continue
-		}
-		row := &ovsdb.UcastMacsRemote{UUID: w.uuid, MAC: w.mac, LogicalSwitch: lsUUID, Locator: loc, Ipaddr: w.ip}
-		if w.uuid == "" {
-			batch, err = ovsdb.InsertUcastMacsRemoteOps(batch, row)
-		} else {
-			if old := p.locs[w.oldLocator]; old != nil {
-				old.refs--
-			}
-			batch, err = ovsdb.UpdateUcastMacsRemoteOps(batch, row)
-			counts.removes++
-			alone = true
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("vni %d: %w", w.vni, err))
-			continue
-		}
-		counts.adds++
-		if w.ip != "" && w.ip != w.oldIP {
-			counts.nbrAdds++
-		}
-		if w.oldIP != "" && w.ip != w.oldIP {
-			counts.nbrDels++
-		}
-		rows++
-		if rows >= b.opts.BatchSize {
-			if err := flush(); err != nil {
-				settle(0) // nothing may still be writing when Set returns
-				errs = append(errs, fmt.Errorf("mac batch: %w", err))
-				return res, errors.Join(errs...)
-			}
-		}
-	}
-
-	// 3. MAC deletes, after every write (so no locator a write needs is
-	// collected before it), filling up the last write batch.
-	for _, d := range p.macDeletes {
-		var err error
-		batch, err = ovsdb.DeleteUcastMacsRemoteOps(batch, d.uuid)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if l := p.locs[d.locator]; l != nil {
-			l.refs--
-		}
-		alone = true
-		counts.removes++
-		if d.ip != "" {
-			counts.nbrDels++
-		}
-		rows++
-		if rows >= b.opts.BatchSize {
-			if err := flush(); err != nil {
-				settle(0) // nothing may still be writing when Set returns
-				errs = append(errs, fmt.Errorf("mac delete batch: %w", err))
-				return res, errors.Join(errs...)
-			}
-		}
-	}
-	err := flush()
-	settle(0)
-	if err = cmp.Or(err, windowErr); err != nil {
-		errs = append(errs, fmt.Errorf("mac batch: %w", err))
-		return res, errors.Join(errs...)
-	}
-
-	// 4. Unwanted switches, each with everything that refers to it, in
-	// one transaction per switch (a delete must not leave references).
-	for _, r := range p.removals {
-		if ctx.Err() != nil {
-			break
-		}
-		wrote = true
-		if _, err := transact(ctx, r.ops); err != nil {
-			errs = append(errs, fmt.Errorf("remove logical switch %s: %w", r.name, err))
-			continue
-		}
-		res.Removed.Networks++
-		res.Removed.MACs += r.macs
-		res.Removed.Flood += r.flood
-		res.Removed.Neighbors += r.neighbors
-	}
-
-	if wrote && barrier {
-		if err := b.cli.Barrier(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("wait for cache: %w", err))
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		errs = append(errs, fmt.Errorf("set: %w", err))
-	}
-	return res, errors.Join(errs...)
 }

@@ -533,6 +533,8 @@ func TestServerRestart(t *testing.T) {
 	}
 	waitFor(t, func() bool { return !b.cli.Connected() })
 	done := make(chan error, 1)
+	waiting := make(chan struct{})
+	b.waitingForSwitch = func() { close(waiting) }
 	cfg := baseConfig()
 	cfg.Networks[0].MACs = append(cfg.Networks[0].MACs, vtep.MACEntry{MAC: mac(4), VTEP: vtepB})
 	go func() {
@@ -541,12 +543,17 @@ func TestServerRestart(t *testing.T) {
 		_, err := b.Set(ctx, cfg)
 		done <- err
 	}()
-	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-waiting:
+	case err := <-done:
+		t.Fatalf("Set returned while the server was down, without waiting for it: %v", err)
+	}
 	select {
 	case err := <-done:
 		t.Fatalf("Set returned while the server was down: %v", err)
 	default:
 	}
+	b.waitingForSwitch = nil // later Sets must not close waiting again; the one waiting has read it
 	if err := srv.Begin(); err != nil {
 		t.Fatal(err)
 	}

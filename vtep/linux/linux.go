@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/l2span/l2span/internal/macaddr"
 	"github.com/l2span/l2span/vtep"
 )
 
@@ -439,7 +440,7 @@ func (b *Backend) syncFDB(n vtep.Network, res *vtep.Result, errs *errList) {
 	wantSelf := map[selfKey]bool{}
 	wantMaster := map[string]bool{}
 	for i, m := range n.MACs {
-		if len(m.MAC) != 6 || bytes.Equal(m.MAC, zeroMAC) || !m.VTEP.IsValid() {
+		if len(m.MAC) != 6 || macaddr.IsZero(m.MAC) || !m.VTEP.IsValid() {
 			errs.add(fmt.Errorf("network vni %d: mac entry %s -> %s: invalid", n.VNI, m.MAC, m.VTEP))
 			continue
 		}
@@ -507,7 +508,7 @@ func (b *Backend) syncFDB(n vtep.Network, res *vtep.Result, errs *errList) {
 			}
 			switch {
 			case e.Master:
-			case bytes.Equal(e.MAC, zeroMAC):
+			case macaddr.IsZero(e.MAC):
 				res.Removed.Flood++
 			default:
 				res.Removed.MACs++
