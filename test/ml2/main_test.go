@@ -181,8 +181,11 @@ func (b *brainProc) start() error {
 		return err
 	}
 	defer logf.Close()
+	// The brain's own VNI range is apart from Neutron's (5000:5999): it
+	// adopts the VNIs of Neutron's VXLAN networks and allocates its own only
+	// for networks Neutron has no id for (flat -> mixed_vlan_vxlan).
 	b.cmd = exec.Command(b.bin, "--listen", b.addr, "--store", b.store, "--log-level", "warn",
-		"--vni-ranges", "5000:5999", "--vlan-ranges", "physnet1:100:200", "--poll-interval", "50ms")
+		"--vni-ranges", "9000:9999", "--vlan-ranges", "physnet1:100:200", "--poll-interval", "50ms")
 	b.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=")
 	b.cmd.Stdout, b.cmd.Stderr = logf, logf
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
