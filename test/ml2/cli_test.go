@@ -105,11 +105,11 @@ func cliCreateNetwork(t *testing.T, name string, args ...string) cliNetwork {
 
 // cliRefused checks that r failed with the HTTP status code (so never a
 // 500) and that its message holds every one of want. The CLI prints
-// "Error while executing command: ConflictException: 409, <message>".
+// "ConflictException: 409, <message>" (or "409: Client Error for url").
 func cliRefused(t *testing.T, r cliResult, code int, want ...string) {
 	t.Helper()
 	out := r.stdout + r.stderr
-	if r.code == 0 || !strings.Contains(out, fmt.Sprintf("Exception: %d, ", code)) {
+	if r.code == 0 || !strings.Contains(out, fmt.Sprintf("Exception: %d", code)) {
 		t.Fatalf("want a %d refusal: %s", code, r)
 	}
 	for _, w := range want {
@@ -262,6 +262,8 @@ func TestCLIExternalNetworkPinnedToOnePod(t *testing.T) {
 	}{
 		{[]string{"--external"}, []string{"exactly one l2span pod", "--availability-zone-hint"}},
 		{[]string{"--external", "--availability-zone-hint", "az1", "--availability-zone-hint", "az2"}, []string{"exactly one l2span pod"}},
+		{[]string{"--external", "--availability-zone-hint", "az3"}, []string{`availability zone "az3" holds no l2span pod`}},
+		{[]string{"--external", "--availability-zone-hint", "az4"}, []string{`availability zone "az4" holds pods pod4, pod5`}},
 	} {
 		r := openstack(t, append(append([]string{"network", "create"}, c.args...), "cli-ext-refused")...)
 		cliRefused(t, r, 400, append(c.want, "cli-ext-refused")...)
@@ -269,4 +271,7 @@ func TestCLIExternalNetworkPinnedToOnePod(t *testing.T) {
 	if r := openstack(t, "network", "show", "cli-ext-refused"); r.code == 0 {
 		t.Fatalf("refused network left in Neutron: %s", r)
 	}
+	// A port of it in another pod (compute-b1 is in pod2) is refused too.
+	r := openstack(t, "port", "create", "--network", ext.ID, "--host", hostB, "cli-ext-port")
+	cliRefused(t, r, 409, "pod1")
 }
