@@ -248,8 +248,9 @@ func TestCLIIPv6DefaultSubnet(t *testing.T) {
 }
 
 // An external network is pinned to one pod with one availability zone hint
-// naming an AZ that holds exactly one pod; every other form is a clear 400
-// from Neutron, before anything is created.
+// naming an AZ that holds exactly one pod; every other form (and any
+// network hinted at an AZ with no pod) is a clear 400 from precommit,
+// before anything is created.
 func TestCLIExternalNetworkPinnedToOnePod(t *testing.T) {
 	needRig(t)
 	ext := cliCreateNetwork(t, "cli-ext", "--external", "--availability-zone-hint", "az1")
@@ -264,6 +265,7 @@ func TestCLIExternalNetworkPinnedToOnePod(t *testing.T) {
 		{[]string{"--external", "--availability-zone-hint", "az1", "--availability-zone-hint", "az2"}, []string{"exactly one l2span pod"}},
 		{[]string{"--external", "--availability-zone-hint", "az3"}, []string{`availability zone "az3" holds no l2span pod`}},
 		{[]string{"--external", "--availability-zone-hint", "az4"}, []string{`availability zone "az4" holds pods pod4, pod5`}},
+		{[]string{"--availability-zone-hint", "az3"}, []string{`availability zone "az3" holds no l2span pod`}},
 	} {
 		r := openstack(t, append(append([]string{"network", "create"}, c.args...), "cli-ext-refused")...)
 		cliRefused(t, r, 400, append(c.want, "cli-ext-refused")...)
