@@ -635,8 +635,14 @@ class L2spanMechanismDriver(api.MechanismDriver):
                 except Exception as e:  # noqa: retried with backoff
                     self.journal.failed(kind, res_id, e,
                                         base=self.conf.retry_interval)
-                    LOG.warning("l2span: retry %d of %s %s failed: %s",
-                                attempts + 1, kind, res_id, e)
+                    # A refusal (e.g. a segment another brain network
+                    # holds, for a network made while the brain was down)
+                    # needs an operator: say so louder than a retry.
+                    log = LOG.error if isinstance(
+                        e, brain_client.BrainError) and e.user_error \
+                        else LOG.warning
+                    log("l2span: retry %d of %s %s failed: %s",
+                        attempts + 1, kind, res_id, e)
                     continue
             self.journal.done(kind, res_id)
             LOG.info("l2span: %s %s synced to the brain after %d retries",
