@@ -31,7 +31,9 @@ func (s *Service) CreateSubnet(ctx context.Context, sn model.Subnet) (model.Subn
 		if !prefix.Contains(gw) {
 			return sn, invalid("gateway_ip", "%s is not inside %s", gw, prefix)
 		}
-		if gw == prefix.Addr() && prefix.Bits() < prefix.Addr().BitLen()-1 {
+		// IPv6 has no network address: Neutron defaults the gateway to the
+		// subnet-router anycast address, which is the prefix's first address.
+		if gw.Is4() && gw == prefix.Addr() && prefix.Bits() < prefix.Addr().BitLen()-1 {
 			return sn, invalid("gateway_ip", "%s is the network address of %s", gw, prefix)
 		}
 		sn.GatewayIP = gw.String()

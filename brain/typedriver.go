@@ -160,7 +160,14 @@ func reserve(ctx context.Context, tx *store.Tx, pool string, id int, networkID s
 		return err
 	}
 	if owner != "" {
-		return conflict("segmentation_id", "segmentation id %d is already used by network %s", id, owner)
+		what := fmt.Sprintf("VNI %d", id)
+		if physnet, ok := strings.CutPrefix(pool, "vlan:"); ok {
+			what = fmt.Sprintf("VLAN %d on physical network %s", id, physnet)
+		}
+		if n, err := tx.GetNetwork(ctx, owner); err == nil {
+			owner = fmt.Sprintf("%q (%s)", n.Name, owner)
+		}
+		return conflict("segmentation_id", "%s is already used by network %s", what, owner)
 	}
 	return tx.Reserve(ctx, pool, id, networkID)
 }

@@ -26,6 +26,7 @@ jq
 curl
 nftables
 neutron-server
+python3-openstackclient
 "
 
 say() { printf 'deps: %s\n' "$*"; }

@@ -79,7 +79,8 @@ func setup(tmp string) error {
 	}
 	c := brainClient()
 	ctx := context.Background()
-	for _, p := range []api.Pod{{ID: "pod1", AZ: "az1"}, {ID: "pod2", AZ: "az2"}} {
+	// az3 has an agent but no pod; az4 has two pods (for external networks).
+	for _, p := range []api.Pod{{ID: "pod1", AZ: "az1"}, {ID: "pod2", AZ: "az2"}, {ID: "pod4", AZ: "az4"}, {ID: "pod5", AZ: "az4"}} {
 		if _, err := c.CreatePod(ctx, p); err != nil {
 			return fmt.Errorf("create pod %s: %w", p.ID, err)
 		}
@@ -91,7 +92,7 @@ func setup(tmp string) error {
 	rig.neutron, err = neutrontest.New(neutrontest.Options{
 		MechanismDrivers: []string{"logger", "l2span"},
 		PythonPath:       pp,
-		Agents:           []neutrontest.Agent{{Host: "dhcp-a", AZ: "az1"}, {Host: hostB, AZ: "az2"}},
+		Agents:           []neutrontest.Agent{{Host: "dhcp-a", AZ: "az1"}, {Host: hostB, AZ: "az2"}, {Host: "dhcp-c", AZ: "az3"}, {Host: "dhcp-d", AZ: "az4"}},
 		Config: `[l2span]
 brain_url = http://` + addr + `
 host_pod_map = ` + hostA + `:pod1
@@ -181,8 +182,11 @@ func (b *brainProc) start() error {
 		return err
 	}
 	defer logf.Close()
+	// The brain's own VNI range is apart from Neutron's (5000:5999): it
+	// adopts the VNIs of Neutron's VXLAN networks and allocates its own only
+	// for networks Neutron has no id for (flat -> mixed_vlan_vxlan).
 	b.cmd = exec.Command(b.bin, "--listen", b.addr, "--store", b.store, "--log-level", "warn",
-		"--vni-ranges", "5000:5999", "--vlan-ranges", "physnet1:100:200", "--poll-interval", "50ms")
+		"--vni-ranges", "9000:9999", "--vlan-ranges", "physnet1:100:200", "--poll-interval", "50ms")
 	b.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=")
 	b.cmd.Stdout, b.cmd.Stderr = logf, logf
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

@@ -137,9 +137,8 @@ func TestRefusedWithBrainMessage(t *testing.T) {
 	}
 	assertNoPorts(t, netID)
 
-	// An AZ hint no pod is in (Neutron knows az3 from a DHCP agent? no:
-	// Neutron refuses it first, with its own message) and a subnet
-	// gateway outside its CIDR.
+	// A subnet gateway outside its CIDR (an AZ hint no pod is in: see
+	// TestCLIExternalNetworkPinnedToOnePod).
 	err = neutron(t, "POST", "subnets", map[string]any{"subnet": map[string]any{"network_id": netID, "cidr": "203.0.113.0/25", "ip_version": 4, "gateway_ip": "203.0.113.200"}}, nil)
 	want = "203.0.113.200 is not inside 203.0.113.0/25"
 	if !errors.As(err, &ne) || ne.Status != http.StatusBadRequest || ne.Message != want {

@@ -79,17 +79,26 @@ def _go_list(items):
     return '[' + ' '.join(items) + ']'
 
 
-def neutron_type(net, segments=None):
-    segs = segments
-    if segs:
-        return segs[0].get('network_type'), segs[0].get('physical_network')
+OVERLAY_TYPES = ('vxlan', 'geneve', 'gre')
+
+
+def neutron_segment(net, segments=None):
+    """Neutron's (first) segment of a network: (network_type,
+    physical_network, segmentation_id), from the segments ML2 hands a
+    mechanism driver or from a network dict's provider attributes."""
+    if segments:
+        s = segments[0]
+        return (s.get('network_type'), s.get('physical_network'),
+                s.get('segmentation_id'))
     if net.get('provider:network_type'):
         return (net.get('provider:network_type'),
-                net.get('provider:physical_network'))
+                net.get('provider:physical_network'),
+                net.get('provider:segmentation_id'))
     for seg in net.get('segments') or []:
         return (seg.get('provider:network_type'),
-                seg.get('provider:physical_network'))
-    return None, None
+                seg.get('provider:physical_network'),
+                seg.get('provider:segmentation_id'))
+    return None, None, None
 
 
 class L2spanMechanismDriver(api.MechanismDriver):
@@ -232,7 +241,11 @@ class L2spanMechanismDriver(api.MechanismDriver):
     # ------------------------------------------------------------ networks
 
     def _network_desired(self, net, segments=None):
-        ntype, physnet = neutron_type(net, segments)
+        """The brain network a Neutron network should have. It carries
+        Neutron's segment: the brain adopts the VLAN id (and physnet) or
+        VNI Neutron's type driver allocated, so `openstack network show`
+        prints the id every pod and gateway uses."""
+        ntype, physnet, seg_id = neutron_segment(net, segments)
         btype = self.type_map.get(ntype)
         if not btype:
             return None
@@ -242,39 +255,66 @@ class L2spanMechanismDriver(api.MechanismDriver):
              'external': bool(net.get('router:external'))}
         if btype == 'shared_vlan' and physnet:
             d['physical_network'] = physnet
+            if ntype == 'vlan' and seg_id:
+                d['segmentation_id'] = int(seg_id)
+        elif btype in ('shared_vxlan', 'mixed_vlan_vxlan') and \
+                ntype in OVERLAY_TYPES and seg_id:
+            d['segmentation_id'] = int(seg_id)
         return d
 
-    def _check_network(self, d):
+    def _external_pod(self, hints, pods):
+        """The one pod an external network is pinned to: its single hint
+        is a pod id, or an availability zone holding exactly one pod.
+        Returns (pod, None) or (None, why not)."""
+        if len(hints) != 1:
+            return None, ("an external network must be pinned to exactly "
+                          "one l2span pod: give one "
+                          "--availability-zone-hint, an availability zone "
+                          "that holds exactly one pod (or a pod id)")
+        hint = hints[0]
+        if hint in pods:
+            return hint, None
+        in_az = sorted(p for p, az in pods.items() if az == hint)
+        if len(in_az) == 1:
+            return in_az[0], None
+        if not in_az:
+            return None, ('availability zone "%s" holds no l2span pod; an '
+                          'external network needs an availability zone '
+                          'with exactly one pod' % hint)
+        return None, ('availability zone "%s" holds pods %s; an external '
+                      'network needs an availability zone with exactly '
+                      'one pod' % (hint, ', '.join(in_az)))
+
+    def _check_network(self, d, label):
         if d is None:
             return
-        if d['external']:
-            if len(d['az_hints']) > 1:
-                raise L2spanBadRequest(msg="an external network's az_hints "
-                                       "must name exactly one pod id")
         with self._view_lock:
             pods, fresh = dict(self._pods), self._pods_at > 0
+        if d['external']:
+            if len(d['az_hints']) != 1 or fresh:
+                pod, why = self._external_pod(d['az_hints'], pods)
+                if pod is None:
+                    raise L2spanBadRequest(msg="%s: %s" % (label, why))
+            return
         if not fresh:
             return
         for h in d['az_hints']:
-            if d['external']:
-                if h not in pods:
-                    raise L2spanBadRequest(
-                        msg='pod "%s" does not exist (an external network\'s '
-                            'az_hints names a pod id)' % h)
-            elif h not in pods.values():
+            if h not in pods.values():
                 raise L2spanBadRequest(
-                    msg='availability zone "%s" does not exist (no pod is '
-                        'in it)' % h)
+                    msg='%s: availability zone "%s" holds no l2span pod'
+                        % (label, h))
 
     def create_network_precommit(self, context):
+        net = context.current
         self._check_network(self._network_desired(
-            context.current, context.network_segments))
+            net, context.network_segments), _label('network', net))
 
     def create_network_postcommit(self, context):
         net = context.current
         self._forward(NETWORK, net['id'], {}, raise_user_error=True,
                       desired=self._network_desired(
-                          net, context.network_segments))
+                          net, context.network_segments),
+                      label=_label('network', net))
 
     def update_network_postcommit(self, context):
         # The brain network is named after the Neutron id and its type and
@@ -285,6 +325,21 @@ class L2spanMechanismDriver(api.MechanismDriver):
 
     def delete_network_postcommit(self, context):
         self._forward(NETWORK, context.current['id'], {}, desired=None)
+
+    def _network_body(self, desired):
+        """The POST /v1/networks body: an external network's hint becomes
+        the id of the pod it is pinned to."""
+        body = dict(desired)
+        if desired['external']:
+            self._refresh_pods()
+            with self._view_lock:
+                pods = dict(self._pods)
+            pod, why = self._external_pod(desired['az_hints'], pods)
+            if pod is None:
+                raise brain_client.BrainError(400, 'invalid', why,
+                                              'az_hints')
+            body['az_hints'] = [pod]
+        return body
 
     def _apply_network(self, net_id, desired):
         bnet = self.client.find_network(net_id)
@@ -300,7 +355,15 @@ class L2spanMechanismDriver(api.MechanismDriver):
                 self._nets.pop(net_id, None)
             return
         if not bnet:
-            bnet = self.client.request('POST', '/v1/networks', body=desired)
+            bnet = self.client.request('POST', '/v1/networks',
+                                       body=self._network_body(desired))
+        elif desired.get('segmentation_id') and \
+                bnet.get('segmentation_id') != desired['segmentation_id']:
+            LOG.warning("l2span: network %s has segmentation id %s in "
+                        "Neutron but %s in the brain (created before the "
+                        "brain adopted Neutron's segments?)", net_id,
+                        desired['segmentation_id'],
+                        bnet.get('segmentation_id'))
         with self._view_lock:
             self._nets[net_id] = (time.time(), bnet)
 
@@ -317,7 +380,10 @@ class L2spanMechanismDriver(api.MechanismDriver):
             return
         if addr not in cidr:
             raise L2spanBadRequest(msg="%s is not inside %s" % (addr, cidr))
-        if addr == cidr.network_address and cidr.prefixlen < cidr.max_prefixlen - 1:
+        # IPv6 has no network address to protect: Neutron defaults the
+        # gateway to the subnet-router anycast address, which is it.
+        if cidr.version == 4 and addr == cidr.network_address and \
+                cidr.prefixlen < cidr.max_prefixlen - 1:
             raise L2spanBadRequest(msg="%s is the network address of %s"
                                    % (addr, cidr))
 
@@ -327,7 +393,8 @@ class L2spanMechanismDriver(api.MechanismDriver):
     def create_subnet_postcommit(self, context):
         sub = context.current
         self._forward(SUBNET, sub['id'], _subnet_extra(sub),
-                      raise_user_error=True, desired=_subnet_extra(sub))
+                      raise_user_error=True, desired=_subnet_extra(sub),
+                      label=_label('subnet', sub))
 
     def update_subnet_precommit(self, context):
         self._check_subnet(context.current)
@@ -518,7 +585,8 @@ class L2spanMechanismDriver(api.MechanismDriver):
         elif kind == PORT:
             self._apply_port(res_id, desired)
 
-    def _forward(self, kind, res_id, extra, desired, raise_user_error=False):
+    def _forward(self, kind, res_id, extra, desired, raise_user_error=False,
+                 label=None):
         self._ensure_worker()
         with self._res_lock(kind, res_id):
             try:
@@ -528,7 +596,10 @@ class L2spanMechanismDriver(api.MechanismDriver):
                 if raise_user_error and e.user_error and desired is not None:
                     LOG.error("l2span: brain refused %s %s: %s", kind,
                               res_id, e.brain_message)
-                    raise
+                    # A Neutron error, so the user gets the brain's 4xx
+                    # (ML2 then deletes what it created), not a bare 500.
+                    raise _neutron_error(e, label or '%s %s' % (kind,
+                                                                res_id))
                 err = e
             except (brain_client.BrainUnavailable, _Transient) as e:
                 err = e
@@ -564,8 +635,14 @@ class L2spanMechanismDriver(api.MechanismDriver):
                 except Exception as e:  # noqa: retried with backoff
                     self.journal.failed(kind, res_id, e,
                                         base=self.conf.retry_interval)
-                    LOG.warning("l2span: retry %d of %s %s failed: %s",
-                                attempts + 1, kind, res_id, e)
+                    # A refusal (e.g. a segment another brain network
+                    # holds, for a network made while the brain was down)
+                    # needs an operator: say so louder than a retry.
+                    log = LOG.error if isinstance(
+                        e, brain_client.BrainError) and e.user_error \
+                        else LOG.warning
+                    log("l2span: retry %d of %s %s failed: %s",
+                        attempts + 1, kind, res_id, e)
                     continue
             self.journal.done(kind, res_id)
             LOG.info("l2span: %s %s synced to the brain after %d retries",
@@ -709,6 +786,22 @@ class L2spanMechanismDriver(api.MechanismDriver):
         LOG.info("l2span: full sync in %.2fs: %s", time.time() - began,
                  counts)
         return counts
+
+
+def _label(kind, res):
+    """How a user names a Neutron resource in a message: its name (what
+    they typed) and id."""
+    if res.get('name'):
+        return '%s "%s" (%s)' % (kind, res['name'], res['id'])
+    return '%s %s' % (kind, res['id'])
+
+
+def _neutron_error(err, label):
+    msg = 'l2span refused %s: %s%s' % (
+        label, err.field + ': ' if err.field else '', err.brain_message)
+    if err.status == 409:
+        return L2spanConflict(msg=msg)
+    return L2spanBadRequest(msg=msg)
 
 
 def _subnet_extra(sub):
