@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/internal/macaddr"
 	"github.com/l2span/l2span/vtep"
 )
 
@@ -191,7 +192,7 @@ func (l *Learner) Sync(ctx context.Context) error {
 	here := map[netMAC]api.Port{}
 	for _, p := range ports {
 		if p.PodID == l.pod {
-			here[netMAC{p.NetworkID, normMAC(p.MAC)}] = p
+			here[netMAC{p.NetworkID, macaddr.Canonical(p.MAC)}] = p
 		}
 	}
 	for k, ip := range l.refused {
@@ -324,22 +325,4 @@ func (l *Learner) refreshIP(ctx context.Context, k netMAC, p api.Port, ip string
 func ipRefused(err error) bool {
 	var e *api.Error
 	return errors.As(err, &e) && e.Status >= 400 && e.Status < 500 && e.Field == "ips"
-}
-
-func normMAC(s string) string {
-	if hw, err := parseMAC(s); err == nil {
-		return hw.String()
-	}
-	return s
-}
-
-// forwardedVNIs is the set of VNIs in the last plan this gateway applied.
-func (a *Agent) forwardedVNIs() map[uint32]bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make(map[uint32]bool, len(a.lastPlan.Config.Networks))
-	for _, n := range a.lastPlan.Config.Networks {
-		out[n.VNI] = true
-	}
-	return out
 }
