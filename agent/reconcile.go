@@ -31,6 +31,8 @@ type Reconciler struct {
 	minBackoff, maxBackoff time.Duration
 	log                    *slog.Logger
 	trigger                chan struct{}
+	// after makes the retry timer (time.After; tests record the backoff).
+	after func(time.Duration) <-chan time.Time
 
 	duration prometheus.Histogram
 	errors   prometheus.Counter
@@ -83,7 +85,8 @@ type ReconcilerOptions struct {
 // NewReconciler returns a reconciler over o.Dataplane; it starts nothing.
 func NewReconciler(o ReconcilerOptions) *Reconciler {
 	r := &Reconciler{dp: o.Dataplane, isolation: o.Isolation, plan: o.Plan, applied: o.Applied, synced: o.Synced,
-		resync: o.Resync, minBackoff: o.MinBackoff, maxBackoff: o.MaxBackoff, log: o.Logger, trigger: make(chan struct{}, 1)}
+		resync: o.Resync, minBackoff: o.MinBackoff, maxBackoff: o.MaxBackoff, log: o.Logger, trigger: make(chan struct{}, 1),
+		after: time.After}
 	if r.applied == nil {
 		r.applied = func(Plan, error) {}
 	}
@@ -164,7 +167,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 			r.errors.Inc()
 			r.applied(plan, err)
 			r.log.Error("reconcile failed; retrying", "err", err, "backoff", backoff)
-			retry = time.After(backoff)
+			retry = r.after(backoff)
 			backoff = min(backoff*2, r.maxBackoff)
 			continue
 		}
