@@ -32,6 +32,9 @@ type PortBrain interface {
 	DeletePort(ctx context.Context, id string) error
 }
 
+// The brain's client is a PortBrain: the agent finds it so in Config.Brain.
+var _ PortBrain = (*api.Client)(nil)
+
 // Learner keeps, in the brain, one port per MAC the switch learned in a
 // spanned network (the spec's "MAC/IP which resides in L2GW1"), so that
 // the other pods' gateways send to this pod without flooding:

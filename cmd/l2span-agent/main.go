@@ -22,6 +22,7 @@ import (
 	"github.com/l2span/l2span/brain/api"
 	"github.com/l2span/l2span/internal/flagfile"
 	"github.com/l2span/l2span/internal/logging"
+	"github.com/l2span/l2span/internal/macaddr"
 	"github.com/l2span/l2span/internal/tlsfiles"
 	"github.com/l2span/l2span/vtep"
 	"github.com/l2span/l2span/vtep/hwvtep"
@@ -112,7 +113,7 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 		return nil, cfg, g, fmt.Errorf("vtep %q: not an IP address", f.vtep)
 	}
 	if f.dvrMAC != "" {
-		if cfg.DVRMAC, err = net.ParseMAC(f.dvrMAC); err != nil || len(cfg.DVRMAC) != 6 {
+		if cfg.DVRMAC, err = macaddr.Parse(f.dvrMAC); err != nil {
 			return nil, cfg, g, fmt.Errorf("dvr-mac %q: not a 48-bit MAC", f.dvrMAC)
 		}
 	}
