@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/l2span/l2span/agent/gossip"
 	"github.com/l2span/l2span/bpf"
@@ -38,6 +39,16 @@ type Plan struct {
 	// Isolation is what the eBPF programs need on each forwarded network's
 	// local interface: DVR MAC rewrite and per-pod DHCP/gateway isolation.
 	Isolation []bpf.Attachment
+	// RetryAt is when the plan may change with no input changing (a
+	// handover hold ends); zero when it will not.
+	RetryAt time.Time
+	// Complete is whether the plan holds every network this gateway would
+	// forward if it were healthy.
+	Complete bool
+
+	// handover is the forwarding decisions the plan was made with, kept by
+	// the agent once Set ran; nil from BuildPlan alone.
+	handover *handover
 }
 
 // PlanInput is everything the plan depends on.
@@ -119,9 +130,9 @@ func BuildPlan(in PlanInput) Plan {
 				if !ok {
 					continue
 				}
-				mac, err := parseMAC(rp.MAC)
+				mac, err := macaddr.Parse(rp.MAC)
 				if err != nil {
-					p.Skipped = append(p.Skipped, fmt.Sprintf("network %s: port MAC %q: %v", n.NetworkID, rp.MAC, err))
+					p.Skipped = append(p.Skipped, fmt.Sprintf("network %s: port: %v", n.NetworkID, err))
 					continue
 				}
 				nw.MACs = append(nw.MACs, vtep.MACEntry{MAC: mac, VTEP: addr})
@@ -195,14 +206,6 @@ func isolation(in PlanInput, n api.NetworkState, ifname string, p *Plan) bpf.Att
 		}
 	}
 	return a
-}
-
-func parseMAC(s string) (net.HardwareAddr, error) {
-	hw, err := net.ParseMAC(s)
-	if err == nil && len(hw) != 6 {
-		err = fmt.Errorf("not a 48-bit MAC")
-	}
-	return hw, err
 }
 
 // InterfaceTemplate expands a local-interface template for a network:

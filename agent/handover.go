@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"maps"
 	"time"
 )
 
@@ -29,6 +30,11 @@ type handover struct {
 
 func newHandover(hold time.Duration) *handover {
 	return &handover{hold: hold, owner: map[uint32]string{}, since: map[uint32]time.Time{}}
+}
+
+// clone returns a copy that decides on without changing h.
+func (h *handover) clone() *handover {
+	return &handover{hold: h.hold, owner: maps.Clone(h.owner), since: maps.Clone(h.since)}
 }
 
 // decide returns whether self forwards vni now, given the hashing's DF

@@ -10,29 +10,129 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// kernelEvents is the seam to the kernel's netlink notifications. Each
+// subscription delivers on its channel until done is closed or the socket
+// fails (an ENOBUFS overflow), then closes the channel.
+type kernelEvents interface {
+	// SubscribeLinks delivers link changes, after every existing link.
+	SubscribeLinks(ch chan<- netlink.LinkUpdate, done <-chan struct{}, onErr func(error)) error
+	SubscribeNeighs(ch chan<- netlink.NeighUpdate, done <-chan struct{}, onErr func(error)) error
+}
+
+// netlinkEvents subscribes in the agent's network namespace.
+type netlinkEvents struct{}
+
+func (netlinkEvents) SubscribeLinks(ch chan<- netlink.LinkUpdate, done <-chan struct{}, onErr func(error)) error {
+	return netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{ListExisting: true, ErrorCallback: onErr})
+}
+
+func (netlinkEvents) SubscribeNeighs(ch chan<- netlink.NeighUpdate, done <-chan struct{}, onErr func(error)) error {
+	return netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{ErrorCallback: onErr})
+}
+
+// Bounds of the wait before subscribing again after a subscription failed
+// or closed.
+const (
+	minResubscribe = 100 * time.Millisecond
+	maxResubscribe = 30 * time.Second
+)
+
 // WatchKernel turns kernel changes to links and neighbor (FDB) entries into
 // reconcile triggers, so drift is repaired at once rather than at the next
 // resync: a device deleted or an entry removed behind the agent's back, or
 // a local-segment interface appearing. Only changes that concern the
 // agent's devices (name prefix) or a wanted local interface count; bursts
-// are coalesced over debounce. It returns when ctx ends; if the kernel
-// subscription fails it logs and leaves the periodic resync to do the work.
+// are coalesced over debounce. A subscription that closes (the kernel
+// dropped events: ENOBUFS) or cannot be made is made again with backoff,
+// and the events it may have missed are covered by a trigger; meanwhile the
+// periodic resync does the work. It returns when ctx ends.
 func WatchKernel(ctx context.Context, prefix string, relevant func(ifname string) bool, trigger func(), debounce time.Duration, log *slog.Logger) {
-	links := make(chan netlink.LinkUpdate, 256)
-	neighs := make(chan netlink.NeighUpdate, 1024)
-	done := make(chan struct{})
-	defer close(done)
-	onErr := func(err error) { log.Debug("kernel watch", "err", err) }
-	if err := netlink.LinkSubscribeWithOptions(links, done, netlink.LinkSubscribeOptions{ErrorCallback: onErr}); err != nil {
-		log.Warn("cannot watch kernel links; relying on the periodic resync", "err", err)
-		return
+	w := &kernelWatch{events: netlinkEvents{}, prefix: prefix, relevant: relevant, trigger: trigger, debounce: debounce,
+		log: log, names: map[int]string{}, wait: time.After}
+	w.run(ctx)
+}
+
+type kernelWatch struct {
+	events   kernelEvents
+	prefix   string
+	relevant func(ifname string) bool
+	trigger  func()
+	debounce time.Duration
+	log      *slog.Logger
+	// names maps ifindex to name, from the links listed at subscription
+	// and every change since.
+	names map[int]string
+	// wait makes the resubscribe timer (time.After).
+	wait func(time.Duration) <-chan time.Time
+}
+
+func (w *kernelWatch) run(ctx context.Context) {
+	backoff := minResubscribe
+	subscribed := false
+	for ctx.Err() == nil {
+		links := make(chan netlink.LinkUpdate, 256)
+		neighs := make(chan netlink.NeighUpdate, 1024)
+		done := make(chan struct{})
+		err := w.subscribe(links, neighs, done)
+		if err != nil {
+			w.log.Warn("cannot watch the kernel; relying on the periodic resync until it can", "err", err, "retry", backoff)
+		} else {
+			if subscribed {
+				// Changes while unsubscribed are lost: look at everything.
+				w.log.Warn("kernel watch subscribed again after losing events; full reconcile")
+				w.trigger()
+			}
+			subscribed = true
+			start := time.Now()
+			w.watch(ctx, links, neighs)
+			if time.Since(start) > maxResubscribe {
+				backoff = minResubscribe
+			}
+		}
+		close(done)
+		// Unblock the subscriptions' goroutines until they close.
+		go func() {
+			for range links {
+			}
+		}()
+		go func() {
+			for range neighs {
+			}
+		}()
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			w.log.Warn("kernel watch subscription closed (events lost); subscribing again", "retry", backoff)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wait(backoff):
+		}
+		backoff = min(2*backoff, maxResubscribe)
 	}
-	if err := netlink.NeighSubscribeWithOptions(neighs, done, netlink.NeighSubscribeOptions{ErrorCallback: onErr}); err != nil {
-		log.Warn("cannot watch kernel neighbors; relying on the periodic resync", "err", err)
+}
+
+func (w *kernelWatch) subscribe(links chan netlink.LinkUpdate, neighs chan netlink.NeighUpdate, done chan struct{}) error {
+	onErr := func(err error) { w.log.Debug("kernel watch", "err", err) }
+	if err := w.events.SubscribeLinks(links, done, onErr); err != nil {
+		close(links) // no subscription took them
+		close(neighs)
+		return err
 	}
-	names := map[int]string{}
+	if err := w.events.SubscribeNeighs(neighs, done, onErr); err != nil {
+		close(neighs) // links is the subscription's: it closes with done
+		return err
+	}
+	return nil
+}
+
+// watch turns events into triggers until ctx ends or a subscription's
+// channel closes.
+func (w *kernelWatch) watch(ctx context.Context, links <-chan netlink.LinkUpdate, neighs <-chan netlink.NeighUpdate) {
 	ours := func(name string) bool {
-		return strings.HasPrefix(name, prefix) || (relevant != nil && relevant(name))
+		return strings.HasPrefix(name, w.prefix) || (w.relevant != nil && w.relevant(name))
 	}
 	var fire <-chan time.Time
 	for {
@@ -44,26 +144,25 @@ func WatchKernel(ctx context.Context, prefix string, relevant func(ifname string
 				return
 			}
 			name := u.Attrs().Name
-			names[int(u.Index)] = name
+			w.names[int(u.Index)] = name
 			if ours(name) && fire == nil {
-				fire = time.After(debounce)
+				fire = time.After(w.debounce)
 			}
 		case u, ok := <-neighs:
 			if !ok {
-				neighs = nil
-				continue
+				return
 			}
 			// Entries the agent writes carry extern_learn: their arrival is
 			// its own doing, not drift. Removals always count.
 			if u.Type == unix.RTM_NEWNEIGH && u.Flags&netlink.NTF_EXT_LEARNED != 0 {
 				continue
 			}
-			if ours(names[u.LinkIndex]) && fire == nil {
-				fire = time.After(debounce)
+			if ours(w.names[u.LinkIndex]) && fire == nil {
+				fire = time.After(w.debounce)
 			}
 		case <-fire:
 			fire = nil
-			trigger()
+			w.trigger()
 		}
 	}
 }

@@ -34,24 +34,21 @@ func ReadKeyFile(path string) ([][]byte, error) {
 	return keys, nil
 }
 
-// RotateKeys makes the running keyring equal to keys, the first primary:
-// install the new ones, switch the primary, then drop the ones no longer
-// listed. Run it on every gateway with the new file holding old and new
-// keys, then again with only the new key, and the cluster never splits.
-func (a *Agent) RotateKeys(keys [][]byte) error {
-	return rotateKeys(a.gossip, keys)
-}
-
-type keyring interface {
+// Keyring is a running gossip keyring (gossip.Gossip).
+type Keyring interface {
 	InstallKey([]byte) error
 	UseKey([]byte) error
 	RemoveKey([]byte) error
 	Keys() [][]byte
 }
 
-var _ keyring = (*gossip.Gossip)(nil)
+var _ Keyring = (*gossip.Gossip)(nil)
 
-func rotateKeys(g keyring, keys [][]byte) error {
+// RotateKeys makes the running keyring g equal to keys, the first primary:
+// install the new ones, switch the primary, then drop the ones no longer
+// listed. Run it on every gateway with the new file holding old and new
+// keys, then again with only the new key, and the cluster never splits.
+func RotateKeys(g Keyring, keys [][]byte) error {
 	for _, k := range keys {
 		if err := g.InstallKey(k); err != nil {
 			return fmt.Errorf("install gossip key: %w", err)

@@ -52,7 +52,7 @@ func TestRotateKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := rotateKeys(g, keys); err != nil {
+	if err := RotateKeys(g, keys); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(g.primary, next) || len(g.keys) != 2 {
@@ -61,7 +61,7 @@ func TestRotateKeys(t *testing.T) {
 	// Step 2: only the new key.
 	write(next)
 	keys, _ = ReadKeyFile(path)
-	if err := rotateKeys(g, keys); err != nil {
+	if err := RotateKeys(g, keys); err != nil {
 		t.Fatal(err)
 	}
 	if len(g.keys) != 1 || !bytes.Equal(g.keys[0], next) {

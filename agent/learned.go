@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/internal/macaddr"
 	"github.com/l2span/l2span/vtep"
 )
 
@@ -30,6 +31,9 @@ type PortBrain interface {
 	UpdatePort(ctx context.Context, id string, u api.PortUpdate) (api.Port, error)
 	DeletePort(ctx context.Context, id string) error
 }
+
+// The brain's client is a PortBrain: the agent finds it so in Config.Brain.
+var _ PortBrain = (*api.Client)(nil)
 
 // Learner keeps, in the brain, one port per MAC the switch learned in a
 // spanned network (the spec's "MAC/IP which resides in L2GW1"), so that
@@ -191,7 +195,7 @@ func (l *Learner) Sync(ctx context.Context) error {
 	here := map[netMAC]api.Port{}
 	for _, p := range ports {
 		if p.PodID == l.pod {
-			here[netMAC{p.NetworkID, normMAC(p.MAC)}] = p
+			here[netMAC{p.NetworkID, macaddr.Canonical(p.MAC)}] = p
 		}
 	}
 	for k, ip := range l.refused {
@@ -324,22 +328,4 @@ func (l *Learner) refreshIP(ctx context.Context, k netMAC, p api.Port, ip string
 func ipRefused(err error) bool {
 	var e *api.Error
 	return errors.As(err, &e) && e.Status >= 400 && e.Status < 500 && e.Field == "ips"
-}
-
-func normMAC(s string) string {
-	if hw, err := parseMAC(s); err == nil {
-		return hw.String()
-	}
-	return s
-}
-
-// forwardedVNIs is the set of VNIs in the last plan this gateway applied.
-func (a *Agent) forwardedVNIs() map[uint32]bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := make(map[uint32]bool, len(a.lastPlan.Config.Networks))
-	for _, n := range a.lastPlan.Config.Networks {
-		out[n.VNI] = true
-	}
-	return out
 }

@@ -27,6 +27,8 @@ type portsBrain struct {
 	down   bool
 	badIPs map[string]bool
 	writes []string
+	// refused counts lists refused while down: one per pass attempted.
+	refused int
 }
 
 func newPortsBrain(ports ...api.Port) *portsBrain {
@@ -43,6 +45,7 @@ func (b *portsBrain) ListPorts(_ context.Context, o api.ListOptions) (api.List[a
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.down {
+		b.refused++
 		return api.List[api.Port]{}, errDown
 	}
 	var out []api.Port
@@ -134,6 +137,8 @@ func (b *portsBrain) DeletePort(_ context.Context, id string) error {
 }
 
 func (b *portsBrain) setDown(v bool) { b.mu.Lock(); b.down = v; b.mu.Unlock() }
+
+func (b *portsBrain) refusals() int { b.mu.Lock(); defer b.mu.Unlock(); return b.refused }
 
 // takeWrites returns and forgets the writes so far.
 func (b *portsBrain) takeWrites() []string {
@@ -367,8 +372,11 @@ func TestLearnerRunBrainDownThenUp(t *testing.T) {
 	done := make(chan struct{})
 	go func() { r.l.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
+	// At most one pass can have read the switch before the change: two
+	// refused passes after it mean one tried with the MAC and failed.
+	before := r.brain.refusals()
 	r.sw.set(local(100, "02:00:00:00:00:0a", ""))
-	time.Sleep(300 * time.Millisecond)
+	waitUntil(t, 5*time.Second, func() bool { return r.brain.refusals() >= before+2 })
 	if _, ok := r.brain.port("net-a", "02:00:00:00:00:0a"); ok {
 		t.Fatal("created while the brain is down")
 	}

@@ -20,6 +20,8 @@ type Brain interface {
 	Watch(ctx context.Context, pod string, since int64, idle time.Duration, fn func(api.WatchEvent) error) error
 }
 
+var _ Brain = (*api.Client)(nil)
+
 // Syncer keeps this pod's desired state from the brain: it lists, then
 // watches from the revision it has, reconnecting with backoff. While the
 // brain is unreachable it keeps the last state it had; with a cache file it

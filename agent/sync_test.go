@@ -122,7 +122,9 @@ func TestSyncerHasNothingUntilFirstEvent(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.Run(ctx)
-	time.Sleep(50 * time.Millisecond)
+	// Once the syncer is watching, it has done all it does before the
+	// brain speaks.
+	waitFor(t, "watch started", func() bool { return len(fb.calls()) > 0 })
 	if _, ok := s.State(); ok {
 		t.Fatal("a syncer that never heard from the brain claims a state: the reconciler would flush the dataplane")
 	}

@@ -285,6 +285,10 @@ type AgentDataplane struct {
 	// Drift is what a reconcile now would add and remove; nil when the
 	// backend cannot tell without acting.
 	Drift *AgentDrift `json:"drift,omitempty"`
+	// LastError is why the last reconcile failed; empty when it did not.
+	// Networks, Standby and Unreachable are then still the last plan that
+	// reached the dataplane in full.
+	LastError string `json:"last_error,omitempty"`
 }
 
 // AgentNetwork is one forwarded network as planned.

@@ -22,6 +22,7 @@ import (
 	"github.com/l2span/l2span/brain/api"
 	"github.com/l2span/l2span/internal/flagfile"
 	"github.com/l2span/l2span/internal/logging"
+	"github.com/l2span/l2span/internal/macaddr"
 	"github.com/l2span/l2span/internal/tlsfiles"
 	"github.com/l2span/l2span/vtep"
 	"github.com/l2span/l2span/vtep/hwvtep"
@@ -53,9 +54,12 @@ type flags struct {
 	prefix                          string
 }
 
-func parse(args []string) (*flags, agent.Config, error) {
+// parse reads the flags into the agent's configuration and the gossip
+// configuration its membership starts with.
+func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 	f := &flags{}
 	var cfg agent.Config
+	var g gossip.Config
 	host, _ := os.Hostname()
 	fs := flag.NewFlagSet("l2span-agent", flag.ContinueOnError)
 	fs.String("config", "", "config file of `key = value` lines (keys are these flag names)")
@@ -96,69 +100,69 @@ func parse(args []string) (*flags, agent.Config, error) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&f.checkConfig, "check-config", false, "validate the configuration and exit")
 	if err := flagfile.Parse(fs, args); err != nil {
-		return nil, cfg, err
+		return nil, cfg, g, err
 	}
 	if f.pod == "" {
-		return nil, cfg, errors.New("pod is required")
+		return nil, cfg, g, errors.New("pod is required")
 	}
 	if f.gatewayID == "" {
-		return nil, cfg, errors.New("gateway-id is required")
+		return nil, cfg, g, errors.New("gateway-id is required")
 	}
 	var err error
 	if cfg.VTEP, err = netip.ParseAddr(f.vtep); err != nil {
-		return nil, cfg, fmt.Errorf("vtep %q: not an IP address", f.vtep)
+		return nil, cfg, g, fmt.Errorf("vtep %q: not an IP address", f.vtep)
 	}
 	if f.dvrMAC != "" {
-		if cfg.DVRMAC, err = net.ParseMAC(f.dvrMAC); err != nil || len(cfg.DVRMAC) != 6 {
-			return nil, cfg, fmt.Errorf("dvr-mac %q: not a 48-bit MAC", f.dvrMAC)
+		if cfg.DVRMAC, err = macaddr.Parse(f.dvrMAC); err != nil {
+			return nil, cfg, g, fmt.Errorf("dvr-mac %q: not a 48-bit MAC", f.dvrMAC)
 		}
 	}
 	switch f.backend {
 	case "linux":
 	case "hwvtep":
 		if f.physicalSwitch == "" {
-			return nil, cfg, errors.New("physical-switch is required with backend hwvtep")
+			return nil, cfg, g, errors.New("physical-switch is required with backend hwvtep")
 		}
 		if (f.ovsdbCert == "") != (f.ovsdbKey == "") {
-			return nil, cfg, errors.New("ovsdb-cert and ovsdb-key go together")
+			return nil, cfg, g, errors.New("ovsdb-cert and ovsdb-key go together")
 		}
 	default:
-		return nil, cfg, fmt.Errorf("backend %q: want linux or hwvtep", f.backend)
+		return nil, cfg, g, fmt.Errorf("backend %q: want linux or hwvtep", f.backend)
 	}
 	if f.vxlanPort == 0 || f.vxlanPort > 65535 {
-		return nil, cfg, fmt.Errorf("vxlan-port %d: want 1-65535", f.vxlanPort)
+		return nil, cfg, g, fmt.Errorf("vxlan-port %d: want 1-65535", f.vxlanPort)
 	}
 	if f.weight == 0 || f.weight > 65535 {
-		return nil, cfg, fmt.Errorf("weight %d: want 1-65535", f.weight)
+		return nil, cfg, g, fmt.Errorf("weight %d: want 1-65535", f.weight)
 	}
 	if f.resync < time.Second {
-		return nil, cfg, fmt.Errorf("resync-interval %s: want at least 1s", f.resync)
+		return nil, cfg, g, fmt.Errorf("resync-interval %s: want at least 1s", f.resync)
 	}
 	opts := []api.Option{}
 	if f.tokenFile != "" {
 		b, err := os.ReadFile(f.tokenFile)
 		if err != nil {
-			return nil, cfg, fmt.Errorf("brain-token-file: %w", err)
+			return nil, cfg, g, fmt.Errorf("brain-token-file: %w", err)
 		}
 		opts = append(opts, api.WithToken(strings.TrimSpace(string(b))))
 	}
 	if f.caFile != "" {
 		pool, err := tlsfiles.CAPool(f.caFile)
 		if err != nil {
-			return nil, cfg, fmt.Errorf("brain-ca-file: %w", err)
+			return nil, cfg, g, fmt.Errorf("brain-ca-file: %w", err)
 		}
 		opts = append(opts, api.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
 	}
 	if cfg.Brain, err = api.NewClient(f.brainURL, opts...); err != nil {
-		return nil, cfg, fmt.Errorf("brain-url: %w", err)
+		return nil, cfg, g, fmt.Errorf("brain-url: %w", err)
 	}
-	g := gossip.Config{NodeName: f.gatewayID, ProbeInterval: f.probeInterval, ProbeTimeout: f.probeTimeout, SuspicionMult: f.suspicionMult}
+	g = gossip.Config{NodeName: f.gatewayID, ProbeInterval: f.probeInterval, ProbeTimeout: f.probeTimeout, SuspicionMult: f.suspicionMult}
 	if g.BindAddr, g.BindPort, err = hostPort(f.gossipBind); err != nil {
-		return nil, cfg, fmt.Errorf("gossip-bind: %w", err)
+		return nil, cfg, g, fmt.Errorf("gossip-bind: %w", err)
 	}
 	if f.gossipAdvertise != "" {
 		if g.AdvertiseAddr, g.AdvertisePort, err = hostPort(f.gossipAdvertise); err != nil {
-			return nil, cfg, fmt.Errorf("gossip-advertise: %w", err)
+			return nil, cfg, g, fmt.Errorf("gossip-advertise: %w", err)
 		}
 	} else {
 		g.AdvertiseAddr, g.AdvertisePort = cfg.VTEP.String(), g.BindPort
@@ -170,20 +174,24 @@ func parse(args []string) (*flags, agent.Config, error) {
 	}
 	if f.gossipKeyFile != "" {
 		if g.SecretKeys, err = agent.ReadKeyFile(f.gossipKeyFile); err != nil {
-			return nil, cfg, fmt.Errorf("gossip-key-file: %w", err)
+			return nil, cfg, g, fmt.Errorf("gossip-key-file: %w", err)
 		}
 	}
 	if err := g.Validate(); err != nil {
-		return nil, cfg, fmt.Errorf("gossip: %w", err)
+		return nil, cfg, g, fmt.Errorf("gossip: %w", err)
 	}
 	log, err := logging.New(os.Stderr, f.logFormat, f.logLevel)
 	if err != nil {
-		return nil, cfg, err
+		return nil, cfg, g, err
 	}
-	cfg.Pod, cfg.GatewayID, cfg.Gossip, cfg.Weight, cfg.Backend = f.pod, f.gatewayID, g, uint16(f.weight), f.backend
+	cfg.Pod, cfg.GatewayID, cfg.Weight, cfg.Backend = f.pod, f.gatewayID, uint16(f.weight), f.backend
 	cfg.LocalInterface, cfg.PopulateMACs, cfg.Resync, cfg.Hold = f.localIf, f.populate, f.resync, f.hold
+	if cfg.Hold <= 0 {
+		cfg.Hold = g.ProbeInterval
+	}
 	cfg.StateDir, cfg.MetricsListen, cfg.Logger = f.stateDir, f.metricsListen, log
-	return f, cfg, nil
+	g.Logger = log.With("component", "gossip")
+	return f, cfg, g, nil
 }
 
 func hostPort(s string) (string, int, error) {
@@ -199,7 +207,7 @@ func hostPort(s string) (string, int, error) {
 }
 
 func main() {
-	f, cfg, err := parse(os.Args[1:])
+	f, cfg, g, err := parse(os.Args[1:])
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
@@ -211,13 +219,13 @@ func main() {
 		fmt.Println("configuration ok")
 		return
 	}
-	if err := run(f, cfg); err != nil {
+	if err := run(f, cfg, g); err != nil {
 		cfg.Logger.Error("agent stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(f *flags, cfg agent.Config) error {
+func run(f *flags, cfg agent.Config, gcfg gossip.Config) error {
 	if err := agent.EnsureStateDir(cfg.StateDir); err != nil {
 		return err
 	}
@@ -257,7 +265,12 @@ func run(f *flags, cfg agent.Config) error {
 	if f.backend == "linux" {
 		cfg.KernelWatch = f.prefix
 	}
-	a, err := agent.New(cfg, dp, iso)
+	members, err := gossip.New(gcfg, cfg.GossipMeta())
+	if err != nil {
+		return fmt.Errorf("start gossip: %w", err)
+	}
+	defer members.Shutdown()
+	a, err := agent.New(cfg, members, dp, iso)
 	if err != nil {
 		return err
 	}
@@ -273,7 +286,7 @@ func run(f *flags, cfg agent.Config) error {
 			}
 			keys, err := agent.ReadKeyFile(f.gossipKeyFile)
 			if err == nil {
-				err = a.RotateKeys(keys)
+				err = agent.RotateKeys(members, keys)
 			}
 			if err != nil {
 				cfg.Logger.Error("SIGHUP: gossip keys not rotated", "err", err)
