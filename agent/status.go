@@ -49,6 +49,13 @@ func (a *Agent) registerMetrics() {
 			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "l2span_agent_healthy", Help: "1 while the dataplane takes its plan."},
 			func() float64 { return b2f(a.Healthy()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "l2span_agent_plan_conflicts",
+			Help: "Entries of the last plan left out because another entry claimed the same MAC or IP."},
+			func() float64 {
+				a.mu.Lock()
+				defer a.mu.Unlock()
+				return float64(a.attempted.Conflicts)
+			}),
 		a.dfChanges,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -139,7 +146,7 @@ func (a *Agent) dataplaneView(ctx context.Context) api.AgentDataplane {
 	a.mu.Lock()
 	p := a.applied
 	v := api.AgentDataplane{Pod: a.cfg.Pod, GatewayID: a.cfg.GatewayID, Healthy: a.healthy, Standby: p.Standby,
-		Networks: []api.AgentNetwork{}}
+		Networks: []api.AgentNetwork{}, Skipped: a.attempted.Skipped}
 	if a.lastErr != nil {
 		v.LastError = a.lastErr.Error()
 	}

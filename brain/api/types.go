@@ -289,6 +289,9 @@ type AgentDataplane struct {
 	// Networks, Standby and Unreachable are then still the last plan that
 	// reached the dataplane in full.
 	LastError string `json:"last_error,omitempty"`
+	// Skipped says what of the last plan could not be placed (a MAC or IP
+	// claimed twice, a bad dvr_base_mac, ...).
+	Skipped []string `json:"skipped,omitempty"`
 }
 
 // AgentNetwork is one forwarded network as planned.
