@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -135,7 +136,7 @@ func BuildPlan(in PlanInput) Plan {
 					p.Skipped = append(p.Skipped, fmt.Sprintf("network %s: port: %v", n.NetworkID, err))
 					continue
 				}
-				nw.MACs = append(nw.MACs, vtep.MACEntry{MAC: mac, VTEP: addr})
+				nw.MACs = append(nw.MACs, vtep.MACEntry{MAC: mac, VTEP: addr, Seq: uint32(min(max(rp.Seq, 0), math.MaxUint32))})
 				for _, ip := range rp.IPs {
 					a, err := netip.ParseAddr(ip)
 					if err != nil {

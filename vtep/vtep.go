@@ -42,6 +42,10 @@ type Network struct {
 type MACEntry struct {
 	MAC  net.HardwareAddr
 	VTEP netip.Addr
+	// Seq is the brain's mobility sequence of the MAC's port (how often it
+	// moved between pods); the EVPN backend sends it as the MAC Mobility
+	// extended community. Backends without sequence numbers ignore it.
+	Seq uint32
 }
 
 // Neighbor binds a remote IP to its MAC.
@@ -90,8 +94,17 @@ type LocalMAC struct {
 	MAC net.HardwareAddr
 	// IP is the address the dataplane saw with the MAC; invalid when none.
 	IP netip.Addr
-	// Locator is the dataplane's own tunnel endpoint for the MAC.
+	// Locator is the tunnel endpoint behind which the dataplane reaches
+	// the MAC (the switch's own, or the fabric VTEP that advertised it).
 	Locator netip.Addr
+	// Sequenced says the dataplane carries MAC mobility sequence numbers
+	// (EVPN): Seq is the fabric's, and a MAC whose Seq is not newer than
+	// the brain's placement elsewhere is a stale report, not a move.
+	Sequenced bool
+	Seq       uint32
+	// Sticky is a static MAC of the pod (MAC Mobility sticky bit): it
+	// stays in this pod whatever the sequence numbers say.
+	Sticky bool
 }
 
 // Normalize is NormalizeConflicts without the report, for backends: the
