@@ -182,6 +182,15 @@ func (a *Agent) status() *api.GatewayStatus {
 			st.Counters = m
 		}
 	}
+	if ss, ok := a.dp.(vtep.SessionSource); ok {
+		for _, s := range ss.Sessions() {
+			bs := api.BGPSession{Peer: s.Peer, RemoteAS: s.RemoteAS, State: s.State, Received: s.Received, Advertised: s.Advertised}
+			if !s.Since.IsZero() {
+				bs.Since = &s.Since
+			}
+			st.BGPSessions = append(st.BGPSessions, bs)
+		}
+	}
 	return st
 }
 

@@ -22,9 +22,9 @@ func (s *Service) RegisterGateway(ctx context.Context, g model.Gateway) (model.G
 	}
 	g.VTEP = vtep.String()
 	switch g.Backend {
-	case "linux", "hwvtep":
+	case "linux", "hwvtep", "evpn":
 	default:
-		return g, invalid("backend", "%q must be linux or hwvtep", g.Backend)
+		return g, invalid("backend", "%q must be linux, hwvtep or evpn", g.Backend)
 	}
 	if g.DVRMAC != "" {
 		if g.DVRMAC, err = normalizeMAC("dvr_mac", g.DVRMAC); err != nil {

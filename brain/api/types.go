@@ -187,6 +187,19 @@ type GatewayStatus struct {
 	BrainConnected bool `json:"brain_connected"`
 	// Counters are the eBPF programs' packet counters by action.
 	Counters map[string]uint64 `json:"counters,omitempty"`
+	// BGPSessions are an EVPN gateway's sessions to its pod's fabric.
+	BGPSessions []BGPSession `json:"bgp_sessions,omitempty"`
+}
+
+// BGPSession is one BGP neighbor of an EVPN gateway.
+type BGPSession struct {
+	Peer     string `json:"peer"`
+	RemoteAS uint32 `json:"remote_as"`
+	State    string `json:"state"`
+	// Since is when the session came up (absent while it is down).
+	Since      *time.Time `json:"since,omitempty"`
+	Received   int        `json:"received"`
+	Advertised int        `json:"advertised"`
 }
 
 // List is a page of results. Next is the marker for the following page, empty

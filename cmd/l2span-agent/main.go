@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/l2span/l2span/agent"
 	"github.com/l2span/l2span/agent/gossip"
 	"github.com/l2span/l2span/bpf"
@@ -25,6 +27,7 @@ import (
 	"github.com/l2span/l2span/internal/macaddr"
 	"github.com/l2span/l2span/internal/tlsfiles"
 	"github.com/l2span/l2span/vtep"
+	"github.com/l2span/l2span/vtep/evpn"
 	"github.com/l2span/l2span/vtep/hwvtep"
 	"github.com/l2span/l2span/vtep/linux"
 )
@@ -52,6 +55,8 @@ type flags struct {
 	logFormat, logLevel             string
 	checkConfig                     bool
 	prefix                          string
+	evpnFlags                       evpnFlags
+	evpn                            evpn.Options
 }
 
 // parse reads the flags into the agent's configuration and the gossip
@@ -77,7 +82,8 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 	fs.IntVar(&f.suspicionMult, "gossip-suspicion-mult", gossip.DefaultSuspicionMult, "suspicion timeout multiplier")
 	fs.DurationVar(&f.hold, "handover-hold", 0, "wait before taking a network over from a live gateway of this pod (0: the probe interval)")
 	fs.UintVar(&f.weight, "weight", uint(gossip.DefaultWeight), "designated forwarder weight (share of networks this gateway forwards)")
-	fs.StringVar(&f.backend, "backend", "linux", "dataplane: linux (kernel VXLAN) or hwvtep (a switch's OVSDB hardware_vtep tables)")
+	fs.StringVar(&f.backend, "backend", "linux", "dataplane: linux (kernel VXLAN), hwvtep (a switch's OVSDB hardware_vtep tables) or evpn (BGP EVPN to the pod's fabric)")
+	f.evpnFlags.register(fs)
 	fs.StringVar(&f.ovsdbEndpoint, "ovsdb-endpoint", "unix:/var/run/openvswitch/db.sock", "hwvtep: the switch's OVSDB server (unix:PATH, tcp:HOST:PORT, ssl:HOST:PORT)")
 	fs.StringVar(&f.physicalSwitch, "physical-switch", "", "hwvtep: name of the switch's Physical_Switch row")
 	fs.StringVar(&f.ovsdbCert, "ovsdb-cert", "", "hwvtep: client certificate for ssl: (with -ovsdb-key and -ovsdb-ca)")
@@ -126,11 +132,20 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 		if (f.ovsdbCert == "") != (f.ovsdbKey == "") {
 			return nil, cfg, g, errors.New("ovsdb-cert and ovsdb-key go together")
 		}
+	case "evpn":
 	default:
-		return nil, cfg, g, fmt.Errorf("backend %q: want linux or hwvtep", f.backend)
+		return nil, cfg, g, fmt.Errorf("backend %q: want linux, hwvtep or evpn", f.backend)
 	}
 	if f.vxlanPort == 0 || f.vxlanPort > 65535 {
 		return nil, cfg, g, fmt.Errorf("vxlan-port %d: want 1-65535", f.vxlanPort)
+	}
+	if f.backend == "evpn" {
+		if f.evpn, err = f.evpnFlags.options(cfg.VTEP); err != nil {
+			return nil, cfg, g, err
+		}
+		if uint(f.evpn.FabricPort) == f.vxlanPort {
+			return nil, cfg, g, fmt.Errorf("vxlan-port %d: the inter-pod overlay needs another UDP port than the fabric's (evpn-fabric-port)", f.vxlanPort)
+		}
 	}
 	if f.weight == 0 || f.weight > 65535 {
 		return nil, cfg, g, fmt.Errorf("weight %d: want 1-65535", f.weight)
@@ -245,6 +260,12 @@ func run(f *flags, cfg agent.Config, gcfg gossip.Config) error {
 			return fmt.Errorf("open hwvtep dataplane: %w", err)
 		}
 		dp = b
+	case "evpn":
+		b, err := openEVPN(ctx, f, cfg)
+		if err != nil {
+			return err
+		}
+		dp = b
 	default:
 		b, err := linux.New(linux.Options{LocalVTEP: cfg.VTEP, UnderlayDev: f.underlay, Port: uint16(f.vxlanPort),
 			MTU: f.mtu, Prefix: f.prefix, Logger: cfg.Logger.With("component", "vtep")})
@@ -262,7 +283,7 @@ func run(f *flags, cfg agent.Config, gcfg gossip.Config) error {
 		}
 	}
 	defer dp.Close()
-	if f.backend == "linux" {
+	if f.backend != "hwvtep" {
 		cfg.KernelWatch = f.prefix
 	}
 	members, err := gossip.New(gcfg, cfg.GossipMeta())
@@ -273,6 +294,13 @@ func run(f *flags, cfg agent.Config, gcfg gossip.Config) error {
 	a, err := agent.New(cfg, members, dp, iso)
 	if err != nil {
 		return err
+	}
+	if r, ok := dp.(interface {
+		Register(prometheus.Registerer) error
+	}); ok {
+		if err := r.Register(a.Registry()); err != nil {
+			return fmt.Errorf("register dataplane metrics: %w", err)
+		}
 	}
 	// SIGHUP re-reads the gossip key file and rotates the keyring to it.
 	hup := make(chan os.Signal, 1)
