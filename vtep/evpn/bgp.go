@@ -127,7 +127,11 @@ func (s *speaker) peerConf(n Neighbor) *api.Peer {
 		p.Transport = &api.Transport{RemotePort: uint32(s.opts.Port)}
 	}
 	if gr > 0 {
-		p.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: gr, LonglivedEnabled: llgr > 0}
+		// Restarting (R and F bits) on every start: the kernel kept
+		// forwarding while we were gone, and a fabric that holds our
+		// routes as stale must not drop them when we come back.
+		p.GracefulRestart = &api.GracefulRestart{Enabled: true, RestartTime: gr, LonglivedEnabled: llgr > 0,
+			LocalRestarting: true, NotificationEnabled: true}
 		afi.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
 		if llgr > 0 {
 			afi.LongLivedGracefulRestart = &api.LongLivedGracefulRestart{Config: &api.LongLivedGracefulRestartConfig{Enabled: true, RestartTime: llgr}}
