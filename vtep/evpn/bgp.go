@@ -86,16 +86,6 @@ func startSpeaker(ctx context.Context, o Options) (*speaker, error) {
 	return s, nil
 }
 
-func (s *speaker) stop() {
-	if s.conn != nil {
-		s.conn.Close()
-	}
-	// StopBgp leaves the peers without a NOTIFICATION only when the
-	// process dies; a clean stop closes the sessions, and the fabric keeps
-	// our routes as stale for the graceful-restart time.
-	s.srv.Stop()
-}
-
 // addPeers configures the neighbors; called once our routes are in the
 // RIB, so the first UPDATEs a restarted agent sends are complete and the
 // End-of-RIB that follows lets the fabric drop only what really went.
