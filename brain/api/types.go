@@ -216,6 +216,16 @@ type PodState struct {
 	Networks []NetworkState `json:"networks"`
 	// DVRBaseMACs maps every other pod with a dvr_base_mac to its prefix.
 	DVRBaseMACs map[string]string `json:"dvr_base_macs,omitempty"`
+	// Gateways are every pod's registered gateways: an agent honours a
+	// gossip member only if its pod, VTEP and gateway id are listed here.
+	Gateways []PodGateway `json:"gateways"`
+}
+
+// PodGateway is a registered gateway as pod states carry it.
+type PodGateway struct {
+	ID    string `json:"id"`
+	PodID string `json:"pod_id"`
+	VTEP  string `json:"vtep"`
 }
 
 // NetworkState is one spanned network as seen from one pod.
