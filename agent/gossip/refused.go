@@ -40,7 +40,7 @@ func refusal(msg string) (reason, from string) {
 	return reason, from
 }
 
-// noteRefused counts and (rate-limited per address) logs a refusal.
+// noteRefused counts and logs a refusal, once a minute per address and reason.
 func (g *Gossip) noteRefused(msg string) {
 	reason, from := refusal(msg)
 	if reason == "" {
@@ -57,7 +57,7 @@ func (g *Gossip) noteRefused(msg string) {
 	if h, _, err := net.SplitHostPort(from); err == nil {
 		host = h // a stream comes from an ephemeral port
 	}
-	if ok, held := g.refusedLog.Allow(host); ok {
+	if ok, held := g.refusedLog.Allow(host + " " + reason); ok {
 		g.log.Warn("gossip: refused traffic from a peer without our key", "from", from, "reason", reason,
 			"detail", msg, "refused_since_last_warning", held)
 	}
