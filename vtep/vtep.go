@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"time"
 )
 
 // Config is the complete desired state of one gateway's overlay dataplane.
@@ -85,6 +86,25 @@ type Dataplane interface {
 type MACSource interface {
 	LocalMACs() []LocalMAC
 	LocalMACsChanged() <-chan struct{}
+}
+
+// SessionSource is a dataplane that speaks a routing protocol to its
+// pod's fabric (EVPN): Sessions is each neighbor's state now.
+type SessionSource interface {
+	Sessions() []Session
+}
+
+// Session is one BGP neighbor of a SessionSource.
+type Session struct {
+	Peer     string
+	RemoteAS uint32
+	// State is "established", "idle", "active", "connect", ...
+	State string
+	// Since is when the session came up; zero when it is not up.
+	Since time.Time
+	// Received and Advertised count the routes accepted from and sent to
+	// the neighbor.
+	Received, Advertised int
 }
 
 // LocalMAC is a MAC a dataplane learned on its own local ports, in a network
