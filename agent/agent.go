@@ -58,7 +58,10 @@ type Config struct {
 	// KernelWatch, when set, is the device prefix whose kernel changes
 	// trigger a reconcile (linux backend).
 	KernelWatch string
-	Logger      *slog.Logger
+	// KernelWatchBuffer sizes the kernel watch's neighbor socket buffer in
+	// bytes (0: the kernel's default).
+	KernelWatchBuffer int
+	Logger            *slog.Logger
 }
 
 // withDefaults returns c with every zero field that has a default filled.
@@ -124,6 +127,8 @@ type Agent struct {
 	sick time.Time
 	// dfChanges counts networks this gateway started or stopped forwarding.
 	dfChanges prometheus.Counter
+	// watchLost counts kernel watch subscriptions lost to an overflow.
+	watchLost prometheus.Counter
 }
 
 // Counters reads the eBPF programs' packet counters by action.
@@ -169,6 +174,8 @@ func New(cfg Config, members Membership, dp vtep.Dataplane, iso Isolation) (*Age
 	}
 	a.dfChanges = prometheus.NewCounter(prometheus.CounterOpts{Name: "l2span_agent_df_changes_total",
 		Help: "Networks this gateway started or stopped forwarding as its pod's designated forwarder."})
+	a.watchLost = prometheus.NewCounter(prometheus.CounterOpts{Name: "l2span_agent_kernel_watch_resubscribes_total",
+		Help: "Kernel watch subscriptions lost (the kernel dropped notifications: ENOBUFS) and made again with a full reconcile."})
 	a.registerMetrics()
 	a.registerGossipEvents()
 	return a, nil
@@ -241,7 +248,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			WatchKernel(ctx, a.cfg.KernelWatch, a.wantsInterface, a.rec.TriggerFull, 200*time.Millisecond, a.log.With("component", "kernelwatch"))
+			WatchKernel(ctx, KernelWatchOptions{Prefix: a.cfg.KernelWatch, Relevant: a.wantsInterface, Trigger: a.rec.TriggerFull,
+				Debounce: 200 * time.Millisecond, ReceiveBuffer: a.cfg.KernelWatchBuffer, Lost: a.watchLost.Inc,
+				Log: a.log.With("component", "kernelwatch")})
 		}()
 	}
 	if a.learner != nil {

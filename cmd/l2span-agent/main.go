@@ -52,6 +52,7 @@ type flags struct {
 	logFormat, logLevel             string
 	checkConfig                     bool
 	prefix                          string
+	watchBuffer                     int
 }
 
 // parse reads the flags into the agent's configuration and the gossip
@@ -92,6 +93,7 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 	fs.StringVar(&f.prefix, "device-prefix", linux.DefaultPrefix, "prefix of the devices this agent owns")
 	fs.StringVar(&f.dvrMAC, "dvr-mac", "", "this gateway host's DVR MAC registered in its local Neutron")
 	fs.StringVar(&f.localIf, "local-interface", "", "template of the interface carrying a network's pod-local segment: {vni} {type} {id} {physnet}")
+	fs.IntVar(&f.watchBuffer, "kernel-watch-buffer", 8<<20, "linux: receive buffer in bytes of the kernel neighbor watch (a bulk change notifies once per entry)")
 	fs.BoolVar(&f.populate, "populate-macs", true, "program remote MACs and IPs (false: flood-and-learn)")
 	fs.DurationVar(&f.resync, "resync-interval", 30*time.Second, "full resync period that repairs drift")
 	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/l2span-agent", "directory for the cached desired state (empty: no cache)")
@@ -264,6 +266,7 @@ func run(f *flags, cfg agent.Config, gcfg gossip.Config) error {
 	defer dp.Close()
 	if f.backend == "linux" {
 		cfg.KernelWatch = f.prefix
+		cfg.KernelWatchBuffer = f.watchBuffer
 	}
 	members, err := gossip.New(gcfg, cfg.GossipMeta())
 	if err != nil {
