@@ -346,6 +346,8 @@ func (c *Client) PodState(ctx context.Context, pod string) (PodState, error) {
 // Watch streams the pod's state events after since (0: start with a
 // snapshot) to fn until ctx ends, the stream breaks, or fn fails. It returns
 // the error that ended it; the caller reconnects with the last revision seen.
+// Heartbeats reach fn too: a watch resumed at the current revision hears
+// nothing else, and the first heartbeat (sent at once) says it is up.
 // idle bounds the wait for any line (heartbeats included); 0 means 45s.
 func (c *Client) Watch(ctx context.Context, pod string, since int64, idle time.Duration, fn func(WatchEvent) error) error {
 	if idle <= 0 {
@@ -393,9 +395,6 @@ func (c *Client) Watch(ctx context.Context, pod string, since int64, idle time.D
 		var ev WatchEvent
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			return fmt.Errorf("watch %s: decode event: %w", pod, err)
-		}
-		if ev.Type == EventHeartbeat {
-			continue
 		}
 		if err := fn(ev); err != nil {
 			return err
