@@ -66,7 +66,7 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 	fs.String("config", "", "config file of `key = value` lines (keys are these flag names)")
 	fs.StringVar(&f.pod, "pod", "", "id of the pod this gateway serves (required)")
 	fs.StringVar(&f.gatewayID, "gateway-id", host, "this gateway's id (gossip node name)")
-	fs.StringVar(&f.brainURL, "brain-url", "http://127.0.0.1:9696", "brain API URL")
+	fs.StringVar(&f.brainURL, "brain-url", "http://127.0.0.1:9696", "brain API URL, or a comma-separated list of brain replicas (on failure the agent moves to the next and resumes its watch from its revision)")
 	fs.StringVar(&f.tokenFile, "brain-token-file", "", "file holding the brain's bearer token")
 	fs.StringVar(&f.caFile, "brain-ca-file", "", "CA bundle to verify an https brain")
 	fs.StringVar(&f.gossipBind, "gossip-bind", "0.0.0.0:7946", "HOST:PORT gossip listens on")
