@@ -56,7 +56,7 @@ func (a *Agent) registerMetrics() {
 				defer a.mu.Unlock()
 				return float64(a.attempted.Conflicts)
 			}),
-		a.dfChanges, a.watchLost,
+		a.dfChanges, a.watchLost, a.fences,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 }

@@ -129,6 +129,8 @@ type Gossip struct {
 	metaBytes []byte
 	members   map[string]*Member
 	stats     Stats
+	// probes tracks this node's own probes (liveness.go).
+	probes probes
 }
 
 // New validates cfg and meta and starts listening; it joins nobody until
@@ -169,6 +171,7 @@ func New(cfg Config, meta Meta) (*Gossip, error) {
 	d := &delegate{g}
 	mc.Delegate = d
 	mc.Events = d
+	mc.Ping = pingDelegate{g}
 	mc.Alive = d
 	mc.Conflict = d
 	mc.Logger = log.New(logWriter{g}, "", 0)
@@ -438,6 +441,7 @@ func (g *Gossip) markSuspect(name string) {
 		g.stats.Suspects++
 	}
 	g.mu.Unlock()
+	g.probes.fail(name)
 	if ok {
 		g.log.Debug("gossip: member suspect", "node", name)
 		g.notify()

@@ -53,6 +53,7 @@ type flags struct {
 	checkConfig                     bool
 	prefix                          string
 	watchBuffer                     int
+	fenceLease                      time.Duration
 }
 
 // parse reads the flags into the agent's configuration and the gossip
@@ -94,6 +95,7 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 	fs.StringVar(&f.dvrMAC, "dvr-mac", "", "this gateway host's DVR MAC registered in its local Neutron")
 	fs.StringVar(&f.localIf, "local-interface", "", "template of the interface carrying a network's pod-local segment: {vni} {type} {id} {physnet}")
 	fs.IntVar(&f.watchBuffer, "kernel-watch-buffer", 8<<20, "linux: receive buffer in bytes of the kernel neighbor watch (a bulk change notifies once per entry)")
+	fs.DurationVar(&f.fenceLease, "fence-lease", 300*time.Millisecond, "linux+bpf: node-local lease the agent renews; when it lapses (agent dead or hung) while the pod has another gateway, this gateway's local ports drop all frames so the standby is the only forwarder (0: off)")
 	fs.BoolVar(&f.populate, "populate-macs", true, "program remote MACs and IPs (false: flood-and-learn)")
 	fs.DurationVar(&f.resync, "resync-interval", 30*time.Second, "full resync period that repairs drift")
 	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/l2span-agent", "directory for the cached desired state (empty: no cache)")
@@ -267,6 +269,7 @@ func run(f *flags, cfg agent.Config, gcfg gossip.Config) error {
 	if f.backend == "linux" {
 		cfg.KernelWatch = f.prefix
 		cfg.KernelWatchBuffer = f.watchBuffer
+		cfg.FenceLease = f.fenceLease
 	}
 	members, err := gossip.New(gcfg, cfg.GossipMeta())
 	if err != nil {
