@@ -15,7 +15,9 @@ import (
 // brain does: a heartbeat, then nothing while nothing changes.
 type quietBrain struct{ rev int64 }
 
-func (quietBrain) RegisterGateway(_ context.Context, g api.Gateway) (api.Gateway, error) { return g, nil }
+func (quietBrain) RegisterGateway(_ context.Context, g api.Gateway) (api.Gateway, error) {
+	return g, nil
+}
 
 func (b quietBrain) Watch(ctx context.Context, _ string, since int64, _ time.Duration, fn func(api.WatchEvent) error) error {
 	if err := fn(api.WatchEvent{Type: api.EventHeartbeat, Revision: since}); err != nil {
