@@ -13,7 +13,7 @@ import (
 
 // quietBrain answers a watch resumed at the current revision the way the
 // brain does: a heartbeat, then nothing while nothing changes.
-type quietBrain struct{ rev int64 }
+type quietBrain struct{}
 
 func (quietBrain) RegisterGateway(_ context.Context, g api.Gateway) (api.Gateway, error) {
 	return g, nil
