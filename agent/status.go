@@ -58,7 +58,7 @@ func (a *Agent) registerMetrics() {
 				defer a.mu.Unlock()
 				return float64(a.attempted.Conflicts)
 			}),
-		a.dfChanges,
+		a.dfChanges, a.watchLost, a.fences,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 }

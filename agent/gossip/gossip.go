@@ -137,6 +137,8 @@ type Gossip struct {
 	metaBytes []byte
 	members   map[string]*Member
 	stats     Stats
+	// probes tracks this node's own probes (liveness.go).
+	probes probes
 
 	// refusedLog limits the warnings about refused peers, per address.
 	refusedLog *logevery.Limiter
@@ -182,6 +184,7 @@ func New(cfg Config, meta Meta) (*Gossip, error) {
 	d := &delegate{g}
 	mc.Delegate = d
 	mc.Events = d
+	mc.Ping = pingDelegate{g}
 	mc.Alive = d
 	mc.Conflict = d
 	mc.Logger = log.New(logWriter{g}, "", 0)
@@ -451,6 +454,7 @@ func (g *Gossip) markSuspect(name string) {
 		g.stats.Suspects++
 	}
 	g.mu.Unlock()
+	g.probes.fail(name)
 	if ok {
 		g.log.Debug("gossip: member suspect", "node", name)
 		g.notify()

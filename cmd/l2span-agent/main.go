@@ -58,6 +58,8 @@ type flags struct {
 	prefix                          string
 	evpnFlags                       evpnFlags
 	evpn                            evpn.Options
+	watchBuffer                     int
+	fenceLease                      time.Duration
 }
 
 // parse reads the flags into the agent's configuration and the gossip
@@ -71,7 +73,7 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 	fs.String("config", "", "config file of `key = value` lines (keys are these flag names)")
 	fs.StringVar(&f.pod, "pod", "", "id of the pod this gateway serves (required)")
 	fs.StringVar(&f.gatewayID, "gateway-id", host, "this gateway's id (gossip node name)")
-	fs.StringVar(&f.brainURL, "brain-url", "http://127.0.0.1:9696", "brain API URL")
+	fs.StringVar(&f.brainURL, "brain-url", "http://127.0.0.1:9696", "brain API URL, or a comma-separated list of brain replicas (on failure the agent moves to the next and resumes its watch from its revision)")
 	fs.StringVar(&f.tokenFile, "brain-token-file", "", "file holding the brain's bearer token")
 	fs.StringVar(&f.caFile, "brain-ca-file", "", "CA bundle to verify an https brain")
 	fs.StringVar(&f.gossipBind, "gossip-bind", "0.0.0.0:7946", "HOST:PORT gossip listens on")
@@ -100,6 +102,8 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 	fs.StringVar(&f.prefix, "device-prefix", linux.DefaultPrefix, "prefix of the devices this agent owns")
 	fs.StringVar(&f.dvrMAC, "dvr-mac", "", "this gateway host's DVR MAC registered in its local Neutron")
 	fs.StringVar(&f.localIf, "local-interface", "", "template of the interface carrying a network's pod-local segment: {vni} {type} {id} {physnet}")
+	fs.IntVar(&f.watchBuffer, "kernel-watch-buffer", 8<<20, "linux: receive buffer in bytes of the kernel neighbor watch (a bulk change notifies once per entry)")
+	fs.DurationVar(&f.fenceLease, "fence-lease", 300*time.Millisecond, "linux+bpf: node-local lease the agent renews; when it lapses (agent dead or hung) while the pod has another gateway, this gateway's local ports drop all frames so the standby is the only forwarder (0: off)")
 	fs.BoolVar(&f.populate, "populate-macs", true, "program remote MACs and IPs (false: flood-and-learn)")
 	fs.DurationVar(&f.resync, "resync-interval", 30*time.Second, "full resync period that repairs drift")
 	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/l2span-agent", "directory for the cached desired state (empty: no cache)")
@@ -295,6 +299,8 @@ func run(f *flags, cfg agent.Config, gcfg gossip.Config) error {
 	defer dp.Close()
 	if f.backend != "hwvtep" {
 		cfg.KernelWatch = f.prefix
+		cfg.KernelWatchBuffer = f.watchBuffer
+		cfg.FenceLease = f.fenceLease
 	}
 	members, err := gossip.New(gcfg, cfg.GossipMeta())
 	if err != nil {
