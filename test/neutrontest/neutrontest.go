@@ -344,6 +344,12 @@ func (s *Server) Stop() {
 }
 
 // LogTail is the end of the server's log, for failure messages.
+// Log is the server's whole log so far.
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(s.logPath)
+	return string(b)
+}
+
 func (s *Server) LogTail() string {
 	b, _ := os.ReadFile(s.logPath)
 	return tail(b)
