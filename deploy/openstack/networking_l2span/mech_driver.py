@@ -24,9 +24,11 @@ Where the brain is called (never inside Neutron's DB transaction):
 * A periodic full sync (``sync_interval``) compares all of Neutron with the
   brain and repairs any drift, deletes included.
 
-The brain network is named after the Neutron network's id (Tricircle names
-bottom resources after the top id the same way), so the driver finds it
-without a mapping table; brain ports take the Neutron port id.
+Brain networks, subnets and ports take the Neutron id (and networks the
+Neutron name, marked managed_by "neutron"), so the driver finds them without
+a mapping table and every message names what the user typed. Networks an
+older driver named after the Neutron id are still found by that name.
+The per-pod segments the brain reports are mirrored into Neutron (span.py).
 """
 
 import fcntl
