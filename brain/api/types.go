@@ -46,17 +46,23 @@ type Network struct {
 	PhysicalNetwork string `json:"physical_network,omitempty"`
 	// GatewayPerPod gives each pod its own gateway IP (Tricircle's way)
 	// instead of the same (anycast) gateway IP in every pod.
-	GatewayPerPod bool      `json:"gateway_per_pod,omitempty"`
-	Segments      []Segment `json:"segments,omitempty"`
-	CreatedAt     time.Time `json:"created_at"`
+	GatewayPerPod bool `json:"gateway_per_pod,omitempty"`
+	// ManagedBy names the system that owns the network ("neutron").
+	ManagedBy string    `json:"managed_by,omitempty"`
+	Segments  []Segment `json:"segments,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // NetworkCreate is the body of POST /v1/networks.
 type NetworkCreate struct {
-	Name     string   `json:"name"`
-	Type     string   `json:"type"`
-	AZHints  []string `json:"az_hints"`
-	External bool     `json:"external,omitempty"`
+	// ID is optional: a client that has its own id (Neutron's) passes it,
+	// a lowercase UUID; 409 if a network has it already.
+	ID        string   `json:"id,omitempty"`
+	ManagedBy string   `json:"managed_by,omitempty"`
+	Name      string   `json:"name"`
+	Type      string   `json:"type"`
+	AZHints   []string `json:"az_hints"`
+	External  bool     `json:"external,omitempty"`
 	// SegmentationID requests a specific VLAN id or VNI (admin).
 	SegmentationID  int    `json:"segmentation_id,omitempty"`
 	PhysicalNetwork string `json:"physical_network,omitempty"`
@@ -71,6 +77,9 @@ type NetworkCreate struct {
 type NetworkUpdate struct {
 	Name    *string   `json:"name,omitempty"`
 	AZHints *[]string `json:"az_hints,omitempty"`
+	// External switches the network to or from external, with az_hints
+	// (exactly one pod id when external, AZs when not).
+	External *bool `json:"external,omitempty"`
 }
 
 // Segment is the piece of a top network inside one pod.
