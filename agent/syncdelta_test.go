@@ -1,0 +1,39 @@
+package agent
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/l2span/l2span/brain/api"
+)
+
+func rp(mac, pod string) api.RemotePort { return api.RemotePort{MAC: mac, PodID: pod} }
+
+func TestApplyDelta(t *testing.T) {
+	st := api.PodState{PodID: "pod1", Revision: 3, Networks: []api.NetworkState{
+		{NetworkID: "a", VNI: 1, RemotePods: []string{"pod2"}, RemotePorts: []api.RemotePort{rp("00:00:00:00:00:01", "pod2"), rp("00:00:00:00:00:03", "pod2")}},
+		{NetworkID: "b", VNI: 2, RemotePods: []string{"pod2"}, RemotePorts: []api.RemotePort{}},
+	}}
+	before := st.Networks[0].RemotePorts
+	ev := api.WatchEvent{Type: api.EventDelta, Revision: 5,
+		Networks: []api.NetworkState{{NetworkID: "c", VNI: 3, RemotePorts: []api.RemotePort{rp("00:00:00:00:00:09", "pod3")}}},
+		Removed:  []string{"b"},
+		Changes: []api.NetworkDelta{{NetworkID: "a",
+			Header:      &api.NetworkHeader{VNI: 1, RemotePods: []string{"pod2", "pod3"}},
+			RemovedMACs: []string{"00:00:00:00:00:01", "00:00:00:00:00:07"},
+			Upserted:    []api.RemotePort{rp("00:00:00:00:00:04", "pod3"), rp("00:00:00:00:00:00", "pod3"), rp("00:00:00:00:00:03", "pod3")}}},
+		Pod: &api.PodWide{DVRBaseMACs: map[string]string{"pod2": "fa:16:3f:00:00:00/24"}},
+	}
+	got := applyDelta(st, ev)
+	want := api.PodState{PodID: "pod1", Revision: 5, Networks: []api.NetworkState{
+		{NetworkID: "a", VNI: 1, RemotePods: []string{"pod2", "pod3"}, RemotePorts: []api.RemotePort{
+			rp("00:00:00:00:00:00", "pod3"), rp("00:00:00:00:00:03", "pod3"), rp("00:00:00:00:00:04", "pod3")}},
+		{NetworkID: "c", VNI: 3, RemotePorts: []api.RemotePort{rp("00:00:00:00:00:09", "pod3")}},
+	}, DVRBaseMACs: map[string]string{"pod2": "fa:16:3f:00:00:00/24"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("got  %+v\nwant %+v", got, want)
+	}
+	if before[0].MAC != "00:00:00:00:00:01" || len(st.Networks) != 2 {
+		t.Fatal("applying a delta wrote through the state a reader may hold")
+	}
+}
