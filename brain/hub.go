@@ -141,9 +141,19 @@ func (h *Hub) Run(ctx context.Context, keep int64) {
 	t := time.NewTicker(h.poll)
 	defer t.Stop()
 	lastCompact := time.Now()
+	// A failed read is retried on its own: the notification that woke the
+	// hub is not sent again, and the poll may be long.
+	const minRetry = 100 * time.Millisecond
+	retry := minRetry
+	var again <-chan time.Time
 	for {
+		again = nil
 		if err := h.CatchUp(ctx); err != nil && ctx.Err() == nil {
-			h.log.Warn("read changes", "err", err)
+			h.log.Warn("read changes", "err", err, "retry", retry)
+			again = time.After(retry)
+			retry = min(2*retry, max(h.poll, minRetry))
+		} else {
+			retry = minRetry
 		}
 		if keep > 0 && time.Since(lastCompact) > time.Minute {
 			lastCompact = time.Now()
@@ -156,6 +166,7 @@ func (h *Hub) Run(ctx context.Context, keep int64) {
 			return
 		case <-t.C:
 		case <-h.kick:
+		case <-again:
 		}
 	}
 }
