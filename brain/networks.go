@@ -14,7 +14,11 @@ import (
 
 // CreateNetwork creates a top network and allocates its segmentation id.
 func (s *Service) CreateNetwork(ctx context.Context, req NetworkCreate) (model.Network, error) {
-	n := model.Network{ID: uuid.NewString(), Name: req.Name, Type: req.Type, External: req.External, GatewayPerPod: req.GatewayPerPod, CreatedAt: s.now()}
+	n := model.Network{ID: uuid.NewString(), Name: req.Name, Type: req.Type, External: req.External, GatewayPerPod: req.GatewayPerPod,
+		ProjectID: req.ProjectID, Shared: req.Shared, CreatedAt: s.now()}
+	if err := checkProject("project_id", n.ProjectID); err != nil {
+		return n, err
+	}
 	if len(req.Name) > 255 {
 		return n, invalid("name", "must be at most 255 characters")
 	}
