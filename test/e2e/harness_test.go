@@ -136,7 +136,7 @@ type lab struct {
 	bin       string
 	brain     *proc
 	client    *api.Client
-	tokenDir  string // the bootstrap admin token and one agent token per gateway
+	tokenDir  string           // the bootstrap admin token and one agent token per gateway
 	agents    map[string]*proc // by gateway id
 	gws       map[string]*netns.Gateway
 	seeds     []string
