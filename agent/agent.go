@@ -55,6 +55,9 @@ type Config struct {
 	StateDir string
 	// MetricsListen serves /metrics, /healthz and /readyz; empty disables it.
 	MetricsListen string
+	// InsecureGossip says gossip runs without a key (--insecure-gossip):
+	// reported in /healthz and /dataplane.
+	InsecureGossip bool
 	// KernelWatch, when set, is the device prefix whose kernel changes
 	// trigger a reconcile (linux backend).
 	KernelWatch string
@@ -96,6 +99,8 @@ type Agent struct {
 	members Membership
 	sync    *Syncer
 	rec     *Reconciler
+	// binding counts and logs the gossip members planning ignores.
+	binding *bindingReport
 	// learner reports the switch's learned MACs (hwvtep); nil otherwise.
 	learner  *Learner
 	counters Counters
@@ -171,6 +176,7 @@ func New(cfg Config, members Membership, dp vtep.Dataplane, iso Isolation) (*Age
 		Help: "Networks this gateway started or stopped forwarding as its pod's designated forwarder."})
 	a.registerMetrics()
 	a.registerGossipEvents()
+	a.binding = newBindingReport(members.Name(), cfg.Logger.With("component", "gossip-binding"), a.reg)
 	return a, nil
 }
 
@@ -256,6 +262,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	defer stopWatchdog()
 	a.log.Info("agent running", "pod", a.cfg.Pod, "gateway", a.cfg.GatewayID, "vtep", a.cfg.VTEP, "gossip", gossipAddr(a.members))
+	if a.cfg.InsecureGossip {
+		a.log.Warn("gossip is NOT encrypted (--insecure-gossip): any host that reaches the gossip port can join; " +
+			"only members the brain has registered are honoured")
+	}
 	var err error
 	select {
 	case <-ctx.Done():

@@ -45,6 +45,9 @@ type Plan struct {
 	// Complete is whether the plan holds every network this gateway would
 	// forward if it were healthy.
 	Complete bool
+	// Ignored are the gossip members left out of the plan because the
+	// brain does not back their claim (BindMembers).
+	Ignored []IgnoredMember
 
 	// handover is the forwarding decisions the plan was made with, kept by
 	// the agent once Set ran; nil from BuildPlan alone.

@@ -224,6 +224,16 @@ type PodState struct {
 	Networks []NetworkState `json:"networks"`
 	// DVRBaseMACs maps every other pod with a dvr_base_mac to its prefix.
 	DVRBaseMACs map[string]string `json:"dvr_base_macs,omitempty"`
+	// Gateways are every pod's registered gateways: an agent honours a
+	// gossip member only if its pod, VTEP and gateway id are listed here.
+	Gateways []PodGateway `json:"gateways"`
+}
+
+// PodGateway is a registered gateway as pod states carry it.
+type PodGateway struct {
+	ID    string `json:"id"`
+	PodID string `json:"pod_id"`
+	VTEP  string `json:"vtep"`
 }
 
 // NetworkState is one spanned network as seen from one pod.
@@ -300,6 +310,22 @@ type AgentDataplane struct {
 	// Skipped says what of the last plan could not be placed (a MAC or IP
 	// claimed twice, a bad dvr_base_mac, ...).
 	Skipped []string `json:"skipped,omitempty"`
+	// InsecureGossip is true when the agent gossips without a key.
+	InsecureGossip bool `json:"insecure_gossip,omitempty"`
+	// IgnoredMembers are gossip members the last plan left out because
+	// the brain has no gateway registered as they claim.
+	IgnoredMembers []AgentIgnoredMember `json:"ignored_members,omitempty"`
+}
+
+// AgentIgnoredMember is a gossip member whose claim the brain does not back.
+type AgentIgnoredMember struct {
+	Name      string `json:"name"`
+	Addr      string `json:"addr,omitempty"`
+	Pod       string `json:"pod,omitempty"`
+	GatewayID string `json:"gateway_id,omitempty"`
+	VTEP      string `json:"vtep,omitempty"`
+	// Reason is unregistered, wrong_pod, wrong_vtep or name_mismatch.
+	Reason string `json:"reason"`
 }
 
 // AgentNetwork is one forwarded network as planned.

@@ -143,7 +143,9 @@ func toAPIRoute(r model.Route) api.Route {
 
 func toAPIPodState(st state.PodState) api.PodState {
 	return api.PodState{PodID: st.PodID, Revision: st.Revision, Networks: mapSlice(st.Networks, toAPINetworkState),
-		DVRBaseMACs: st.DVRBaseMACs}
+		DVRBaseMACs: st.DVRBaseMACs, Gateways: mapSlice(st.Gateways, func(g state.Gateway) api.PodGateway {
+			return api.PodGateway{ID: g.ID, PodID: g.PodID, VTEP: g.VTEP}
+		})}
 }
 
 func toAPINetworkState(n state.NetworkState) api.NetworkState {

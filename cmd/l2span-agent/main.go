@@ -52,6 +52,7 @@ type flags struct {
 	stateDir, metricsListen         string
 	logFormat, logLevel             string
 	checkConfig                     bool
+	insecureGossip                  bool
 	prefix                          string
 }
 
@@ -75,6 +76,7 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 	fs.StringVar(&f.gossipAdvertise, "gossip-advertise", "", "HOST:PORT other gateways reach this one at (default: the VTEP IP and bind port)")
 	fs.StringVar(&f.gossipSeeds, "gossip-seeds", "", "comma-separated HOST:PORT of gateways to join")
 	fs.StringVar(&f.gossipKeyFile, "gossip-key-file", "", "file of base64 gossip keys (16, 24 or 32 bytes), one per line, the first used to encrypt")
+	fs.BoolVar(&f.insecureGossip, "insecure-gossip", false, "gossip in plain text without a key: any host reaching the gossip port can join (tests and demos only)")
 	fs.DurationVar(&f.probeInterval, "gossip-probe-interval", gossip.DefaultProbeInterval, "failure detector probe interval")
 	fs.DurationVar(&f.probeTimeout, "gossip-probe-timeout", gossip.DefaultProbeTimeout, "failure detector probe timeout")
 	fs.IntVar(&f.suspicionMult, "gossip-suspicion-mult", gossip.DefaultSuspicionMult, "suspicion timeout multiplier")
@@ -173,10 +175,17 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 			g.Seeds = append(g.Seeds, s)
 		}
 	}
-	if f.gossipKeyFile != "" {
+	switch {
+	case f.gossipKeyFile != "" && f.insecureGossip:
+		return nil, cfg, g, errors.New("gossip-key-file and insecure-gossip exclude each other")
+	case f.gossipKeyFile != "":
 		if g.SecretKeys, err = agent.ReadKeyFile(f.gossipKeyFile); err != nil {
 			return nil, cfg, g, fmt.Errorf("gossip-key-file: %w", err)
 		}
+	case !f.insecureGossip:
+		return nil, cfg, g, errors.New("gossip-key-file is required: without a key any host that reaches the gossip port " +
+			"joins the gateways' cluster (make one with `head -c 32 /dev/urandom | base64 > gossip.key`, the same file on every gateway); " +
+			"--insecure-gossip runs without one")
 	}
 	if err := g.Validate(); err != nil {
 		return nil, cfg, g, fmt.Errorf("gossip: %w", err)
@@ -191,6 +200,7 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 		cfg.Hold = g.ProbeInterval
 	}
 	cfg.StateDir, cfg.MetricsListen, cfg.Logger = f.stateDir, f.metricsListen, log
+	cfg.InsecureGossip = f.insecureGossip
 	g.Logger = log.With("component", "gossip")
 	return f, cfg, g, nil
 }
