@@ -48,7 +48,11 @@ type Network struct {
 	// instead of the same (anycast) gateway IP in every pod.
 	GatewayPerPod bool `json:"gateway_per_pod,omitempty"`
 	// ManagedBy names the system that owns the network ("neutron").
-	ManagedBy string    `json:"managed_by,omitempty"`
+	ManagedBy string `json:"managed_by,omitempty"`
+	// ProjectID is the Neutron project owning the network; a Shared
+	// network takes ports of every project.
+	ProjectID string    `json:"project_id,omitempty"`
+	Shared    bool      `json:"shared,omitempty"`
 	Segments  []Segment `json:"segments,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
@@ -69,7 +73,9 @@ type NetworkCreate struct {
 	// GatewayPerPod: each pod's bottom subnet gets its own gateway IP,
 	// allocated at the top, instead of the subnet's. Not for local or
 	// external networks (one pod); cannot change after create.
-	GatewayPerPod bool `json:"gateway_per_pod,omitempty"`
+	GatewayPerPod bool   `json:"gateway_per_pod,omitempty"`
+	ProjectID     string `json:"project_id,omitempty"`
+	Shared        bool   `json:"shared,omitempty"`
 }
 
 // NetworkUpdate is the body of PUT /v1/networks/{id}. Only the name may change;
@@ -119,6 +125,7 @@ type Port struct {
 	MAC         string   `json:"mac"`
 	IPs         []string `json:"ips"`
 	DeviceOwner string   `json:"device_owner,omitempty"`
+	ProjectID   string   `json:"project_id,omitempty"`
 	// MobilitySeq grows with every move of the port to another pod, like
 	// EVPN's MAC mobility sequence number: an older placement never wins.
 	MobilitySeq int64 `json:"mobility_seq"`
@@ -150,6 +157,7 @@ type PortCreate struct {
 	MAC         string   `json:"mac"`
 	IPs         []string `json:"ips"`
 	DeviceOwner string   `json:"device_owner,omitempty"`
+	ProjectID   string   `json:"project_id,omitempty"`
 }
 
 // BulkPortCreate is the body of POST /v1/ports with many ports; all or none.

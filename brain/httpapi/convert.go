@@ -61,12 +61,14 @@ func fromAPIPod(p api.Pod) model.Pod {
 func toAPINetwork(n model.Network) api.Network {
 	return api.Network{ID: n.ID, Name: n.Name, Type: n.Type, AZHints: n.AZHints, External: n.External,
 		SegmentationID: n.SegmentationID, PhysicalNetwork: n.PhysicalNetwork, GatewayPerPod: n.GatewayPerPod,
-		ManagedBy: n.ManagedBy, Segments: mapSlice(n.Segments, toAPISegment), CreatedAt: n.CreatedAt}
+		ManagedBy: n.ManagedBy, ProjectID: n.ProjectID, Shared: n.Shared,
+		Segments: mapSlice(n.Segments, toAPISegment), CreatedAt: n.CreatedAt}
 }
 
 func fromAPINetworkCreate(r api.NetworkCreate) brain.NetworkCreate {
 	return brain.NetworkCreate{ID: r.ID, ManagedBy: r.ManagedBy, Name: r.Name, Type: r.Type, AZHints: r.AZHints, External: r.External,
-		SegmentationID: r.SegmentationID, PhysicalNetwork: r.PhysicalNetwork, GatewayPerPod: r.GatewayPerPod}
+		SegmentationID: r.SegmentationID, PhysicalNetwork: r.PhysicalNetwork, GatewayPerPod: r.GatewayPerPod,
+		ProjectID: r.ProjectID, Shared: r.Shared}
 }
 
 func fromAPINetworkUpdate(u api.NetworkUpdate) brain.NetworkUpdate {
@@ -91,12 +93,12 @@ func fromAPISubnet(s api.Subnet) model.Subnet {
 }
 
 func toAPIPort(p model.Port) api.Port {
-	return api.Port{ID: p.ID, NetworkID: p.NetworkID, PodID: p.PodID, MAC: p.MAC, IPs: p.IPs, DeviceOwner: p.DeviceOwner,
+	return api.Port{ID: p.ID, NetworkID: p.NetworkID, PodID: p.PodID, MAC: p.MAC, IPs: p.IPs, DeviceOwner: p.DeviceOwner, ProjectID: p.ProjectID,
 		MobilitySeq: p.MobilitySeq, Duplicate: p.Duplicate, Reserved: p.Reserved, CreatedAt: p.CreatedAt}
 }
 
 func fromAPIPortCreate(r api.PortCreate) brain.PortCreate {
-	return brain.PortCreate{ID: r.ID, NetworkID: r.NetworkID, PodID: r.PodID, MAC: r.MAC, IPs: r.IPs, DeviceOwner: r.DeviceOwner}
+	return brain.PortCreate{ID: r.ID, NetworkID: r.NetworkID, PodID: r.PodID, MAC: r.MAC, IPs: r.IPs, DeviceOwner: r.DeviceOwner, ProjectID: r.ProjectID}
 }
 
 func fromAPIPortUpdate(u api.PortUpdate) brain.PortUpdate {

@@ -17,6 +17,9 @@ func watchDeltas(t *testing.T, c *api.Client, pod string, since int64) *watcher 
 	w := &watcher{events: make(chan api.WatchEvent, 100), done: make(chan error, 1), cancel: cancel}
 	go func() {
 		w.done <- c.Watch(ctx, pod, since, 5*time.Second, func(ev api.WatchEvent) error {
+			if ev.Type == api.EventHeartbeat {
+				return nil
+			}
 			w.events <- ev
 			return nil
 		})

@@ -22,6 +22,7 @@ import (
 type replica struct {
 	http   *httptest.Server
 	client *api.Client
+	token  string
 	stop   func()
 }
 
@@ -40,7 +41,10 @@ func startReplica(t *testing.T, url string) *replica {
 	go hub.Run(ctx, 0)
 	go brain.ListenRevisions(ctx, svc, hub)
 	r := &replica{http: httptest.NewServer(httpapi.New(svc, hub, httpapi.Options{Logger: log, Heartbeat: 100 * time.Millisecond}))}
-	if r.client, err = api.NewClient(r.http.URL); err != nil {
+	if _, r.token, err = svc.CreateToken(ctx, brain.TokenSpec{Role: "admin", Description: "replica test"}); err != nil {
+		t.Fatal(err)
+	}
+	if r.client, err = api.NewClient(r.http.URL, api.WithToken(r.token)); err != nil {
 		t.Fatal(err)
 	}
 	var once bool
@@ -124,7 +128,7 @@ func TestReplicasShareChanges(t *testing.T) {
 	must[api.Port](t)(a.client.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: "pod2", MAC: "fa:16:3e:00:00:02"}))
 
 	onB, _ := updates(t, b.client, "pod1")
-	both, err := api.NewClient(a.http.URL + "," + b.http.URL)
+	both, err := api.NewClient(a.http.URL+","+b.http.URL, api.WithToken(a.token))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -170,6 +170,28 @@ CREATE INDEX networks_name_id ON networks (name, id);
 CREATE INDEX subnets_network_id ON subnets (network_id, id);
 DROP INDEX subnets_network;
 `,
+	// API tokens: the secret is kept only as its SHA-256.
+	9: `
+CREATE TABLE api_tokens (
+	id          TEXT PRIMARY KEY,
+	secret_hash TEXT NOT NULL,
+	role        TEXT NOT NULL,
+	pod_id      TEXT NOT NULL DEFAULT '',
+	gateway_id  TEXT NOT NULL DEFAULT '',
+	projects    TEXT NOT NULL DEFAULT '[]',
+	description TEXT NOT NULL DEFAULT '',
+	created_at  BIGINT NOT NULL,
+	expires_at  BIGINT NOT NULL DEFAULT 0,
+	revoked_at  BIGINT NOT NULL DEFAULT 0
+);
+`,
+	// Tenancy: the Neutron project of networks and ports; a shared network
+	// takes ports of any project.
+	10: `
+ALTER TABLE networks ADD COLUMN project_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE networks ADD COLUMN shared INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ports ADD COLUMN project_id TEXT NOT NULL DEFAULT '';
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -88,14 +88,14 @@ func (t *Tx) ListSubnets(ctx context.Context, f model.SubnetFilter, p model.Page
 
 // --- ports ---
 
-const portCols = `id, network_id, pod_id, mac, ips, device_owner, created_at, mobility_seq, duplicate`
+const portCols = `id, network_id, pod_id, mac, ips, device_owner, created_at, mobility_seq, duplicate, project_id`
 
 func scanPort(s interface{ Scan(...any) error }) (model.Port, error) {
 	var p model.Port
 	var ips string
 	var created int64
 	var dup int
-	if err := s.Scan(&p.ID, &p.NetworkID, &p.PodID, &p.MAC, &ips, &p.DeviceOwner, &created, &p.MobilitySeq, &dup); err != nil {
+	if err := s.Scan(&p.ID, &p.NetworkID, &p.PodID, &p.MAC, &ips, &p.DeviceOwner, &created, &p.MobilitySeq, &dup, &p.ProjectID); err != nil {
 		return p, err
 	}
 	p.Duplicate = dup != 0
@@ -111,8 +111,8 @@ var ErrDuplicateID = fmt.Errorf("%w id", ErrDuplicate)
 // InsertPort adds a port; ErrDuplicateID for an existing id, ErrDuplicate for
 // a MAC already in the network.
 func (t *Tx) InsertPort(ctx context.Context, p model.Port) error {
-	_, err := t.exec(ctx, `INSERT INTO ports (`+portCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ID, p.NetworkID, p.PodID, p.MAC, jsonList(p.IPs), p.DeviceOwner, micros(p.CreatedAt), p.MobilitySeq, boolInt(p.Duplicate))
+	_, err := t.exec(ctx, `INSERT INTO ports (`+portCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ID, p.NetworkID, p.PodID, p.MAC, jsonList(p.IPs), p.DeviceOwner, micros(p.CreatedAt), p.MobilitySeq, boolInt(p.Duplicate), p.ProjectID)
 	if err != nil {
 		// Which constraint, from the driver's message: a lookup after the
 		// failure would run in an aborted PostgreSQL transaction.
@@ -216,6 +216,7 @@ func (t *Tx) ListPorts(ctx context.Context, f model.PortFilter, p model.Page) (m
 	if f.Duplicate {
 		where = append(where, "duplicate <> 0")
 	}
+	where, args = projectClause(where, args, f.ProjectIDs)
 	q, args, limit := pageClause(p, where, args)
 	rows, err := t.query(ctx, `SELECT `+portCols+` FROM ports`+q, args...)
 	if err != nil {

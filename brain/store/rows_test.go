@@ -65,13 +65,18 @@ func TestSubnetsAndPorts(t *testing.T) {
 			if len(l.Items) != 2 || l.Items[0].ID != "s1" {
 				t.Errorf("subnets of n1: %+v", l.Items)
 			}
-			for f, want := range map[model.PortFilter][]string{
-				{}:                            {"p1", "p2"},
-				{PodID: "pod1"}:               {"p1", "p2"},
-				{MAC: "fa:16:3e:00:00:01"}:    {"p1"},
-				{Duplicate: true}:             {"p2"},
-				{NetworkID: "n1", PodID: "x"}: {},
+			for _, c := range []struct {
+				f    model.PortFilter
+				want []string
+			}{
+				{model.PortFilter{}, []string{"p1", "p2"}},
+				{model.PortFilter{PodID: "pod1"}, []string{"p1", "p2"}},
+				{model.PortFilter{MAC: "fa:16:3e:00:00:01"}, []string{"p1"}},
+				{model.PortFilter{Duplicate: true}, []string{"p2"}},
+				{model.PortFilter{NetworkID: "n1", PodID: "x"}, []string{}},
+				{model.PortFilter{ProjectIDs: []string{"nobody"}}, []string{}},
 			} {
+				f, want := c.f, c.want
 				l := must[model.List[model.Port]](t)(tx.ListPorts(ctx, f, model.Page{}))
 				var ids []string
 				for _, p := range l.Items {
