@@ -15,8 +15,8 @@ import (
 func (s *Service) CreateSubnet(ctx context.Context, sn model.Subnet) (model.Subnet, error) {
 	sn.ID = uuid.NewString()
 	sn.CreatedAt = s.now()
-	if sn.NetworkID == "" {
-		return sn, invalid("network_id", "is required")
+	if err := checkID("network_id", sn.NetworkID); err != nil {
+		return sn, err
 	}
 	prefix, err := parsePrefix("cidr", sn.CIDR)
 	if err != nil {

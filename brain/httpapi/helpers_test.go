@@ -120,3 +120,30 @@ func statusOf(err error) int {
 }
 
 func sharedPostgres(t *testing.T) string { return pgtest.SharedDatabase(t) }
+
+// adminOpts lets requests carrying X-Test-Role: admin request segmentation
+// ids outside the configured ranges (the auth layer's job in production).
+func adminOpts() httpapi.Options {
+	return httpapi.Options{SegmentsOutOfRange: func(r *http.Request) bool { return r.Header.Get("X-Test-Role") == "admin" }}
+}
+
+type roleTransport struct {
+	role string
+	next http.RoundTripper
+}
+
+func (rt roleTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("X-Test-Role", rt.role)
+	return rt.next.RoundTrip(r)
+}
+
+// adminClient is a client of b whose requests claim the admin role.
+func adminClient(t testing.TB, b *testBrain) *api.Client {
+	t.Helper()
+	c, err := api.NewClient(b.http.URL, api.WithTransport(roleTransport{"admin", http.DefaultTransport}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

@@ -67,7 +67,8 @@ func TestPods(t *testing.T) {
 func TestNetworkRules(t *testing.T) {
 	storeKinds(t, func(t *testing.T, url string) {
 		ctx := context.Background()
-		c := startBrain(t, url, testConfig, httpapi.Options{}).client
+		tb := startBrain(t, url, testConfig, adminOpts())
+		c, admin := tb.client, adminClient(t, tb)
 		threePods(t, c)
 
 		n := must[api.Network](t)(c.CreateNetwork(ctx, api.NetworkCreate{Name: "net1", Type: api.TypeSharedVXLAN, AZHints: []string{"az2", "az1"}}))
@@ -107,7 +108,7 @@ func TestNetworkRules(t *testing.T) {
 			t.Fatalf("wrong JSON type: %+v", resp)
 		}
 		// Requested ids are admin's: allowed outside the ranges when free.
-		ext := must[api.Network](t)(c.CreateNetwork(ctx, api.NetworkCreate{Name: "ext", Type: api.TypeSharedVXLAN, External: true, AZHints: []string{"pod2"}, SegmentationID: 77}))
+		ext := must[api.Network](t)(admin.CreateNetwork(ctx, api.NetworkCreate{Name: "ext", Type: api.TypeSharedVXLAN, External: true, AZHints: []string{"pod2"}, SegmentationID: 77}))
 		if ext.SegmentationID != 77 {
 			t.Fatalf("requested VNI: %+v", ext)
 		}
@@ -119,7 +120,8 @@ func TestAllocation(t *testing.T) {
 		ctx := context.Background()
 		cfg := testConfig
 		cfg.VNIRanges = []brain.VNIRange{{Min: 10, Max: 29}}
-		c := startBrain(t, url, cfg, httpapi.Options{}).client
+		tb := startBrain(t, url, cfg, adminOpts())
+		c := tb.client
 		// Twenty concurrent creates get twenty different VNIs.
 		var mu sync.Mutex
 		var got []int
@@ -174,7 +176,9 @@ func TestAllocation(t *testing.T) {
 		wantError(t, err, 400, "physical_network")
 		_, err = c.CreateNetwork(ctx, api.NetworkCreate{Name: "v", Type: api.TypeSharedVLAN, PhysicalNetwork: "physnet1", SegmentationID: 4095})
 		wantError(t, err, 400, "segmentation_id")
-		v := must[api.Network](t)(c.CreateNetwork(ctx, api.NetworkCreate{Name: "v", Type: api.TypeSharedVLAN, PhysicalNetwork: "physnet2", SegmentationID: 100}))
+		_, err = c.CreateNetwork(ctx, api.NetworkCreate{Name: "v", Type: api.TypeSharedVLAN, PhysicalNetwork: "physnet2", SegmentationID: 100})
+		wantError(t, err, 400, "segmentation_id")
+		v := must[api.Network](t)(adminClient(t, tb).CreateNetwork(ctx, api.NetworkCreate{Name: "v", Type: api.TypeSharedVLAN, PhysicalNetwork: "physnet2", SegmentationID: 100}))
 		if v.SegmentationID != 100 || v.PhysicalNetwork != "physnet2" {
 			t.Fatalf("vlan on another physnet: %+v", v)
 		}

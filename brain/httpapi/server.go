@@ -52,6 +52,14 @@ type Options struct {
 	Logger    *slog.Logger
 	// Ready reports whether the brain is ready to serve (for /readyz).
 	Ready func() error
+	// SegmentsOutOfRange reports whether the caller may request a
+	// segmentation id outside the configured ranges (an admin); nil: nobody.
+	// An auth layer may instead put brain.AllowSegmentsOutOfRange on the
+	// request's context.
+	SegmentsOutOfRange func(*http.Request) bool
+	// Limits bound what one client and all of them together may use; nil
+	// takes DefaultLimits.
+	Limits *Limits
 }
 
 // Server is the brain's HTTP API.
@@ -63,6 +71,7 @@ type Server struct {
 	reg  *prometheus.Registry
 
 	routeList []Route
+	lim       *limiter
 	requests  *prometheus.HistogramVec
 	errors5   prometheus.Counter
 }
@@ -76,6 +85,11 @@ func New(svc *brain.Service, hub *brain.Hub, opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{svc: svc, hub: hub, opts: opts, mux: http.NewServeMux(), reg: prometheus.NewRegistry()}
+	limits := DefaultLimits()
+	if opts.Limits != nil {
+		limits = *opts.Limits
+	}
+	s.lim = newLimiter(limits, s.reg)
 	s.registerMetrics()
 	s.register()
 	return s
@@ -222,7 +236,7 @@ func (s *Server) handle(method, path string, h http.Handler) {
 		panic("api route outside /v1: " + path)
 	}
 	s.routeList = append(s.routeList, Route{method, path})
-	s.mux.Handle(method+" "+path, s.instrument(path, s.authenticate(h)))
+	s.mux.Handle(method+" "+path, s.instrument(path, s.authenticate(s.limit(h))))
 }
 
 // reply turns a handler into an http.Handler that answers with status and
@@ -298,6 +312,10 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 	}
 	return r.ResponseWriter.Write(b)
 }
+
+// Unwrap lets http.ResponseController reach the connection (watch streams
+// set per-frame write deadlines through it).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func (r *statusRecorder) Flush() {
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {

@@ -119,7 +119,7 @@ func (t *Tx) InsertPort(ctx context.Context, p model.Port) error {
 		}
 		return fmt.Errorf("insert port %s: %w", p.ID, err)
 	}
-	return nil
+	return t.setPortIPs(ctx, p)
 }
 
 // UpdatePort writes a port's pod, IPs, mobility sequence and duplicate mark.
@@ -129,7 +129,7 @@ func (t *Tx) UpdatePort(ctx context.Context, p model.Port) error {
 	if err != nil {
 		return fmt.Errorf("update port %s: %w", p.ID, err)
 	}
-	return nil
+	return t.setPortIPs(ctx, p)
 }
 
 // RecordMove remembers a port's move for duplicate detection.
