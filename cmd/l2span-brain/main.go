@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -41,8 +40,10 @@ type config struct {
 	checkConfig  bool
 	backupTo     string
 
-	brain  brain.Config
-	bottom jobs.Config
+	brain    brain.Config
+	bottom   jobs.Config
+	limits   httpapi.Limits
+	timeouts httpapi.Timeouts
 	token  string
 }
 
@@ -67,6 +68,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&c.checkConfig, "check-config", false, "validate the configuration and exit")
 	fs.StringVar(&c.backupTo, "backup-to", "", "write a consistent copy of the SQLite store to `FILE` and exit (safe while a brain serves it)")
+	limitFlags(fs, &c.limits, &c.timeouts)
 	if err := flagfile.Parse(fs, args); err != nil {
 		return nil, err
 	}
@@ -121,6 +123,9 @@ func parseConfig(args []string) (*config, error) {
 	}
 	if c.poll <= 0 {
 		return nil, fmt.Errorf("poll-interval %s must be positive", c.poll)
+	}
+	if err := checkLimits(c.limits, c.timeouts); err != nil {
+		return nil, err
 	}
 	if _, err := logging.New(os.Stderr, c.logFormat, c.logLevel); err != nil {
 		return nil, err
@@ -207,7 +212,7 @@ func run(ctx context.Context, c *config, log *slog.Logger) error {
 		return err
 	}
 	hub.Notify(rev)
-	opts := httpapi.Options{Logger: log}
+	opts := httpapi.Options{Logger: log, Limits: &c.limits}
 	if c.token != "" {
 		opts.Auth = httpapi.BearerTokens(c.token)
 	}
@@ -216,7 +221,7 @@ func run(ctx context.Context, c *config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.listen, err)
 	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	srv := httpapi.NewHTTPServer(api, c.timeouts)
 	hubCtx, cancelHub := context.WithCancel(ctx)
 	defer cancelHub()
 	go hub.Run(hubCtx, c.keepChanges)
