@@ -42,6 +42,8 @@ type Client struct {
 	token string
 	// stream is used for watches: no overall timeout.
 	stream *http.Client
+	// maxEvent caps one line of a watch stream.
+	maxEvent int
 }
 
 // Option configures a Client.
@@ -74,7 +76,7 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 	}
 	// No proxy from the environment: the brain is reached directly.
 	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}
-	c := &Client{base: u, http: &http.Client{Timeout: 30 * time.Second, Transport: tr}, stream: &http.Client{Transport: tr}}
+	c := &Client{base: u, http: &http.Client{Timeout: 30 * time.Second, Transport: tr}, stream: &http.Client{Transport: tr}, maxEvent: DefaultMaxEventBytes}
 	for _, o := range opts {
 		o(c)
 	}
@@ -383,29 +385,62 @@ func (c *Client) Watch(ctx context.Context, pod string, since int64, idle time.D
 			}
 		}
 	}()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 256<<20)
-	for sc.Scan() {
+	if err := DecodeEvents(resp.Body, c.maxEvent, func() {
 		select {
 		case alive <- struct{}{}:
 		default:
 		}
-		var ev WatchEvent
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return fmt.Errorf("watch %s: decode event: %w", pod, err)
-		}
-		if ev.Type == EventHeartbeat {
-			continue
-		}
-		if err := fn(ev); err != nil {
-			return err
-		}
-	}
-	if err := sc.Err(); err != nil {
+	}, fn); err != nil {
 		return fmt.Errorf("watch %s: %w", pod, err)
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("watch %s: %w", pod, ctx.Err())
 	}
 	return fmt.Errorf("watch %s: stream closed by the brain", pod)
+}
+
+// DefaultMaxEventBytes caps one line of a watch stream. The largest
+// legitimate line is a snapshot: a full pod state at the 1M-port scale
+// target measured ~60 MB of JSON, so 128 MiB leaves twice that and still
+// bounds what a broken or hostile brain can make an agent buffer.
+const DefaultMaxEventBytes = 128 << 20
+
+// WithMaxEventBytes sets the largest line a watch stream may send.
+func WithMaxEventBytes(n int) Option { return func(c *Client) { c.maxEvent = n } }
+
+// DecodeEvents reads newline-delimited watch events from r, calling alive
+// for every line (heartbeats included) and fn for every event that is not a
+// heartbeat, until r ends (nil), a line is longer than maxLine or is not an
+// event, or fn fails.
+func DecodeEvents(r io.Reader, maxLine int, alive func(), fn func(WatchEvent) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, min(64<<10, maxLine)), maxLine)
+	for sc.Scan() {
+		alive()
+		var ev WatchEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return fmt.Errorf("decode event: %w", err)
+		}
+		switch ev.Type {
+		case EventHeartbeat:
+			continue
+		case EventSnapshot:
+			if ev.State == nil {
+				return fmt.Errorf("decode event: snapshot at revision %d without a state", ev.Revision)
+			}
+		case EventUpdate:
+		default:
+			return fmt.Errorf("decode event: unknown type %.32q", ev.Type)
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return fmt.Errorf("an event is longer than %d bytes: %w", maxLine, err)
+		}
+		return err
+	}
+	return nil
 }
