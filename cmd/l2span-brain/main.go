@@ -44,7 +44,7 @@ type config struct {
 	bottom   jobs.Config
 	limits   httpapi.Limits
 	timeouts httpapi.Timeouts
-	token  string
+	token    string
 }
 
 func parseConfig(args []string) (*config, error) {
