@@ -27,6 +27,7 @@ curl
 nftables
 neutron-server
 python3-openstackclient
+frr
 "
 
 say() { printf 'deps: %s\n' "$*"; }

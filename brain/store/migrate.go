@@ -140,9 +140,12 @@ CREATE TABLE network_options (
 	gateway_per_pod INTEGER NOT NULL DEFAULT 0
 );
 `,
+	// Who owns a network: "neutron" for the ML2 driver's, so its full sync
+	// never touches networks made by hand.
+	6: `ALTER TABLE networks ADD COLUMN managed_by TEXT NOT NULL DEFAULT '';`,
 	// An IP belongs to at most one port of a network (filled from the
 	// ports' ips column by backfillPortIPs).
-	6: `
+	7: `
 CREATE TABLE port_ips (
 	network_id TEXT NOT NULL,
 	ip         TEXT NOT NULL,
@@ -156,7 +159,7 @@ CREATE INDEX port_ips_port ON port_ips (port_id);
 // migrationData runs after a migration's SQL, in its transaction, for the
 // migrations that must move data in Go.
 var migrationData = map[int]func(context.Context, *sql.Tx, dialect) error{
-	6: backfillPortIPs,
+	7: backfillPortIPs,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
