@@ -6,7 +6,7 @@ CMDS    := ./cmd/l2span-brain ./cmd/l2spanctl ./cmd/l2span-agent
 # The whole suite must stay well inside CI's limit.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all deps build test lint unit run bench generate dist clean
+.PHONY: all deps build test lint unit run bench generate dist clean fuzz
 
 all: build
 
@@ -29,6 +29,11 @@ lint:
 ## test: everything, root tests included (CI runs this as root).
 test: deps lint
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	./scripts/fuzz.sh
+
+## fuzz: every fuzz target for FUZZTIME each (default 3s; make test runs it).
+fuzz:
+	./scripts/fuzz.sh
 
 ## unit: the tests that need neither root nor Debian packages.
 unit:

@@ -26,6 +26,11 @@ func ReadKeyFile(path string) ([][]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("gossip key file %s line %d: not base64", path, i+1)
 		}
+		// memberlist takes AES-128, -192 or -256 keys; anything else would
+		// fail only when the keyring is built, far from the file's name.
+		if n := len(k); n != 16 && n != 24 && n != 32 {
+			return nil, fmt.Errorf("gossip key file %s line %d: a key of %d bytes; want 16, 24 or 32", path, i+1, n)
+		}
 		keys = append(keys, k)
 	}
 	if len(keys) == 0 {

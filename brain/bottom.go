@@ -190,7 +190,7 @@ func (s *Service) ListJobs(ctx context.Context, f model.JobFilter, pg model.Page
 	switch f.State {
 	case "", model.JobNew, model.JobRunning, model.JobSuccess, model.JobFailed:
 	default:
-		return l, invalid("state", "%q must be new, running, success or failed", f.State)
+		return l, invalid("state", "%s must be new, running, success or failed", echo(f.State))
 	}
 	err = s.read(ctx, func(tx *store.Tx) error { l, err = tx.ListJobs(ctx, f, pg); return err })
 	return l, err
@@ -247,7 +247,7 @@ func IsReserved(p model.Port) bool {
 func (s *Service) ReservePort(ctx context.Context, kind, networkID, podID string) (model.Port, error) {
 	owner := map[string]string{ReservedDHCP: "network:dhcp", ReservedGateway: "network:router_interface_distributed"}[kind]
 	if owner == "" {
-		return model.Port{}, invalid("kind", "%q is not dhcp or gateway", kind)
+		return model.Port{}, invalid("kind", "%s is not dhcp or gateway", echo(kind))
 	}
 	id := ReservedPortID(kind, networkID, podID)
 	var out model.Port

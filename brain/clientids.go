@@ -22,7 +22,7 @@ func clientID(id *string, want string) error {
 	}
 	u, err := uuid.Parse(want)
 	if err != nil || u.String() != want {
-		return invalid("id", "%q is not a lowercase UUID (8-4-4-4-12 hex digits)", want)
+		return invalid("id", "%s is not a lowercase UUID (8-4-4-4-12 hex digits)", echo(want))
 	}
 	*id = want
 	return nil

@@ -20,11 +20,14 @@ func (s *Service) RegisterGateway(ctx context.Context, g model.Gateway) (model.G
 	if err != nil {
 		return g, err
 	}
+	if err := unicastAddr("vtep", vtep); err != nil {
+		return g, err
+	}
 	g.VTEP = vtep.String()
 	switch g.Backend {
 	case "linux", "hwvtep", "evpn":
 	default:
-		return g, invalid("backend", "%q must be linux, hwvtep or evpn", g.Backend)
+		return g, invalid("backend", "%s must be linux, hwvtep or evpn", echo(g.Backend))
 	}
 	if g.DVRMAC != "" {
 		if g.DVRMAC, err = normalizeMAC("dvr_mac", g.DVRMAC); err != nil {
@@ -36,6 +39,9 @@ func (s *Service) RegisterGateway(ctx context.Context, g model.Gateway) (model.G
 		if _, err := tx.GetPod(ctx, g.PodID); errors.Is(err, store.ErrNotFound) {
 			return invalid("pod_id", "pod %s does not exist", g.PodID)
 		} else if err != nil {
+			return err
+		}
+		if err := vtepFree(ctx, tx, g); err != nil {
 			return err
 		}
 		// A new gateway, or one whose pod or VTEP changed, changes what
@@ -72,4 +78,21 @@ func (s *Service) GetGateway(ctx context.Context, id string) (g model.Gateway, e
 func (s *Service) ListGateways(ctx context.Context, f model.GatewayFilter, pg model.Page) (l model.List[model.Gateway], err error) {
 	err = s.read(ctx, func(tx *store.Tx) error { l, err = tx.ListGateways(ctx, f, pg); return err })
 	return l, err
+}
+
+// vtepFree refuses a VTEP that a gateway of another pod holds: tunnels to
+// it would reach one pod or the other, never both. Within a pod the agent's
+// new registration under a new id may meet its own stale one, so only other
+// pods count.
+func vtepFree(ctx context.Context, tx *store.Tx, g model.Gateway) error {
+	others, err := tx.GatewaysWithVTEP(ctx, g.VTEP)
+	if err != nil {
+		return err
+	}
+	for _, o := range others {
+		if o.ID != g.ID && o.PodID != g.PodID {
+			return conflict("vtep", "%s is already the VTEP of gateway %s in pod %s", g.VTEP, o.ID, o.PodID)
+		}
+	}
+	return nil
 }

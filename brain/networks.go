@@ -25,12 +25,12 @@ func (s *Service) CreateNetwork(ctx context.Context, req NetworkCreate) (model.N
 	if err := checkManagedBy(req.ManagedBy); err != nil {
 		return n, err
 	}
-	if len(req.Name) > 255 {
-		return n, invalid("name", "must be at most 255 characters")
+	if err := checkNetworkCreate(req); err != nil {
+		return n, err
 	}
 	drv, ok := s.driver(req.Type)
 	if !ok {
-		return n, invalid("type", "%q is not one of local, shared_vlan, shared_vxlan, mixed_vlan_vxlan", req.Type)
+		return n, invalid("type", "%s is not one of local, shared_vlan, shared_vxlan, mixed_vlan_vxlan", echo(req.Type))
 	}
 	n.AZHints = slices.Compact(slices.Sorted(slices.Values(req.AZHints)))
 	if n.AZHints == nil {
@@ -88,8 +88,10 @@ func (s *Service) CreateNetwork(ctx context.Context, req NetworkCreate) (model.N
 // UpdateNetwork renames a network; az_hints cannot change after create.
 func (s *Service) UpdateNetwork(ctx context.Context, id string, u NetworkUpdate) (model.Network, error) {
 	var out model.Network
-	if u.Name != nil && len(*u.Name) > 255 {
-		return out, invalid("name", "must be at most 255 characters")
+	if u.Name != nil {
+		if err := checkText("name", *u.Name, MaxNameLen); err != nil {
+			return out, err
+		}
 	}
 	err := s.write(ctx, func(tx *store.Tx) error {
 		n, err := tx.GetNetwork(ctx, id)
@@ -225,12 +227,15 @@ func (s *Service) ReportSegment(ctx context.Context, networkID string, r Segment
 		if r.PhysicalNetwork == "" {
 			return out, invalid("physical_network", "is required for a vlan segment")
 		}
+		if err := checkText("physical_network", r.PhysicalNetwork, MaxNameLen); err != nil {
+			return out, err
+		}
 	case model.SegmentVXLAN:
 		if r.SegmentationID < MinVNI || r.SegmentationID > MaxVNI {
 			return out, invalid("segmentation_id", "VNI %d is outside %d-%d", r.SegmentationID, MinVNI, MaxVNI)
 		}
 	default:
-		return out, invalid("network_type", "%q must be vlan or vxlan", r.NetworkType)
+		return out, invalid("network_type", "%s must be vlan or vxlan", echo(r.NetworkType))
 	}
 	physnet := strings.SplitN(r.PhysicalNetwork, "#", 2)[0]
 	err := s.write(ctx, func(tx *store.Tx) error {

@@ -23,6 +23,9 @@ func (s *Service) CreatePod(ctx context.Context, p model.Pod) (model.Pod, error)
 	if err := checkURL("neutron_url", p.NeutronURL); err != nil {
 		return p, err
 	}
+	if err := checkText("region", p.Region, MaxNameLen); err != nil {
+		return p, err
+	}
 	p.CreatedAt = s.now()
 	err = s.write(ctx, func(tx *store.Tx) error {
 		if err := tx.InsertPod(ctx, p); err != nil {
@@ -47,6 +50,9 @@ func (s *Service) UpdatePod(ctx context.Context, p model.Pod) (model.Pod, error)
 		return out, err
 	}
 	if err := checkURL("neutron_url", p.NeutronURL); err != nil {
+		return out, err
+	}
+	if err := checkText("region", p.Region, MaxNameLen); err != nil {
 		return out, err
 	}
 	err = s.write(ctx, func(tx *store.Tx) error {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 
 	"github.com/google/uuid"
@@ -65,8 +64,8 @@ func (s *Service) checkPort(r PortCreate) (model.Port, error) {
 	} else if err := checkID("id", p.ID); err != nil {
 		return p, err
 	}
-	if p.NetworkID == "" {
-		return p, invalid("network_id", "is required")
+	if err := checkID("network_id", p.NetworkID); err != nil {
+		return p, err
 	}
 	if err := checkID("pod_id", p.PodID); err != nil {
 		return p, err
@@ -76,16 +75,11 @@ func (s *Service) checkPort(r PortCreate) (model.Port, error) {
 		return p, err
 	}
 	p.MAC = mac
-	p.IPs = make([]string, 0, len(r.IPs))
-	for _, ip := range r.IPs {
-		a, err := parseAddr("ips", ip)
-		if err != nil {
-			return p, err
-		}
-		p.IPs = append(p.IPs, a.String())
+	if p.IPs, err = parsePortIPs(r.IPs); err != nil {
+		return p, err
 	}
-	if len(p.DeviceOwner) > 255 {
-		return p, invalid("device_owner", "must be at most 255 characters")
+	if err := checkText("device_owner", p.DeviceOwner, MaxNameLen); err != nil {
+		return p, err
 	}
 	return p, nil
 }
@@ -93,7 +87,7 @@ func (s *Service) checkPort(r PortCreate) (model.Port, error) {
 // portNetwork caches what a transaction learned about a network.
 type portNetwork struct {
 	net     model.Network
-	subnets []netip.Prefix
+	subnets []subnetInfo
 	pods    map[string]bool // pods with a segment
 }
 
@@ -113,8 +107,8 @@ func (s *Service) loadPortNetwork(ctx context.Context, tx *store.Tx, networkID s
 		return nil, err
 	}
 	for _, sn := range subs.Items {
-		if pf, err := netip.ParsePrefix(sn.CIDR); err == nil {
-			pn.subnets = append(pn.subnets, pf)
+		if info, ok := parseSubnetInfo(sn); ok {
+			pn.subnets = append(pn.subnets, info)
 		}
 	}
 	segs, err := tx.Segments(ctx, n.ID)
@@ -240,13 +234,9 @@ func (s *Service) UpdatePort(ctx context.Context, id string, u PortUpdate) (mode
 	var frozen *Error
 	var ips []string
 	if u.IPs != nil {
-		ips = make([]string, 0, len(*u.IPs))
-		for _, ip := range *u.IPs {
-			a, err := parseAddr("ips", ip)
-			if err != nil {
-				return out, err
-			}
-			ips = append(ips, a.String())
+		var err error
+		if ips, err = parsePortIPs(*u.IPs); err != nil {
+			return out, err
 		}
 	}
 	if u.PodID != nil {
@@ -321,24 +311,6 @@ func (s *Service) UpdatePort(ctx context.Context, id string, u PortUpdate) (mode
 		return out, frozen
 	}
 	return out, err
-}
-
-// checkIPs checks that a port's IPs lie in its network's subnets.
-func (s *Service) checkIPs(ctx context.Context, tx *store.Tx, p model.Port, cache map[string]*portNetwork) error {
-	pn, err := s.loadPortNetwork(ctx, tx, p.NetworkID, cache)
-	if err != nil {
-		return err
-	}
-	if len(pn.subnets) == 0 {
-		return nil
-	}
-	for _, ip := range p.IPs {
-		a := netip.MustParseAddr(ip)
-		if !slices.ContainsFunc(pn.subnets, func(pf netip.Prefix) bool { return pf.Contains(a) }) {
-			return invalid("ips", "%s is in no subnet of network %s", ip, p.NetworkID)
-		}
-	}
-	return nil
 }
 
 // movePort spreads the network to the new pod (checking scope) and takes

@@ -19,8 +19,8 @@ func (s *Service) CreateSubnet(ctx context.Context, sn model.Subnet) (model.Subn
 		return sn, err
 	}
 	sn.CreatedAt = s.now()
-	if sn.NetworkID == "" {
-		return sn, invalid("network_id", "is required")
+	if err := checkID("network_id", sn.NetworkID); err != nil {
+		return sn, err
 	}
 	prefix, err := parsePrefix("cidr", sn.CIDR)
 	if err != nil {

@@ -66,6 +66,9 @@ func (d vlanDriver) allocate(ctx context.Context, tx *store.Tx, n *model.Network
 		if req.SegmentationID < MinVLAN || req.SegmentationID > MaxVLAN {
 			return invalid("segmentation_id", "VLAN id %d is outside %d-%d", req.SegmentationID, MinVLAN, MaxVLAN)
 		}
+		if err := checkRequestedVLAN(d.ranges, req.PhysicalNetwork, req.SegmentationID, segmentsOutOfRangeAllowed(ctx)); err != nil {
+			return err
+		}
 		if err := reserve(ctx, tx, vlanPool(req.PhysicalNetwork), req.SegmentationID, n.ID); err != nil {
 			return err
 		}
@@ -89,7 +92,7 @@ func (d vlanDriver) allocate(ctx context.Context, tx *store.Tx, n *model.Network
 	}
 	if len(tried) == 0 {
 		if req.PhysicalNetwork != "" {
-			return invalid("physical_network", "no VLAN range is configured for physical network %q", req.PhysicalNetwork)
+			return invalid("physical_network", "no VLAN range is configured for physical network %s", echo(req.PhysicalNetwork))
 		}
 		return conflict("type", "no VLAN ranges are configured for shared_vlan networks")
 	}
@@ -117,6 +120,9 @@ func (d vxlanDriver) allocate(ctx context.Context, tx *store.Tx, n *model.Networ
 	if req.SegmentationID != 0 {
 		if req.SegmentationID < MinVNI || req.SegmentationID > MaxVNI {
 			return invalid("segmentation_id", "VNI %d is outside %d-%d", req.SegmentationID, MinVNI, MaxVNI)
+		}
+		if err := checkRequestedVNI(d.ranges, req.SegmentationID, segmentsOutOfRangeAllowed(ctx)); err != nil {
+			return err
 		}
 		if err := reserve(ctx, tx, vniPool, req.SegmentationID, n.ID); err != nil {
 			return err

@@ -17,7 +17,7 @@ func checkID(field, v string) error {
 		return invalid(field, "is required")
 	}
 	if !idPattern.MatchString(v) {
-		return invalid(field, "%q must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit", v)
+		return invalid(field, "%s must be 1-64 characters of letters, digits, '.', '_' or '-', starting with a letter or digit", echo(v))
 	}
 	return nil
 }
@@ -26,10 +26,10 @@ func checkID(field, v string) error {
 func normalizeMAC(field, v string) (string, error) {
 	hw, err := macaddr.Parse(v)
 	if err != nil {
-		return "", invalid(field, "%q is not a 48-bit MAC address", v)
+		return "", invalid(field, "%s is not a 48-bit MAC address", echo(v))
 	}
 	if macaddr.IsMulticast(hw) {
-		return "", invalid(field, "%q is a multicast MAC address; a port needs a unicast MAC", v)
+		return "", invalid(field, "%s is a multicast MAC address; a unicast MAC is required", echo(v))
 	}
 	if macaddr.IsZero(hw) {
 		return "", invalid(field, "the all-zero MAC address is reserved")
@@ -50,17 +50,21 @@ func normalizeDVRBaseMAC(v string) (string, error) {
 	if hasLen {
 		n, err := strconv.Atoi(lenPart)
 		if err != nil || n < 8 || n > 48 {
-			return "", invalid("dvr_base_mac", "%q: prefix length must be a number from 8 to 48", v)
+			return "", invalid("dvr_base_mac", "%s: prefix length must be a number from 8 to 48", echo(v))
 		}
 		bits = n
 	}
 	hw, err := macaddr.Parse(macPart)
 	if err != nil {
-		return "", invalid("dvr_base_mac", "%q is not a MAC prefix like fa:16:3f:00:00:00/24", v)
+		return "", invalid("dvr_base_mac", "%s is not a MAC prefix like fa:16:3f:00:00:00/24", echo(v))
+	}
+	// DVR MACs are source MACs of routed frames: the group bit must be clear.
+	if macaddr.IsMulticast(hw) {
+		return "", invalid("dvr_base_mac", "%s is a multicast MAC prefix; DVR MACs are unicast", echo(v))
 	}
 	p, err := macaddr.PrefixFrom(hw, bits)
 	if err != nil {
-		return "", invalid("dvr_base_mac", "%q is not a MAC prefix like fa:16:3f:00:00:00/24", v)
+		return "", invalid("dvr_base_mac", "%s is not a MAC prefix like fa:16:3f:00:00:00/24", echo(v))
 	}
 	return p.String(), nil
 }
@@ -69,9 +73,12 @@ func checkURL(field, v string) error {
 	if v == "" {
 		return nil
 	}
+	if err := checkText(field, v, MaxURLLen); err != nil {
+		return err
+	}
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return invalid(field, "%q is not an http(s) URL", v)
+		return invalid(field, "%s is not an http(s) URL", echo(v))
 	}
 	return nil
 }
@@ -79,10 +86,15 @@ func checkURL(field, v string) error {
 func parsePrefix(field, v string) (netip.Prefix, error) {
 	p, err := netip.ParsePrefix(v)
 	if err != nil {
-		return netip.Prefix{}, invalid(field, "%q is not a CIDR", v)
+		return netip.Prefix{}, invalid(field, "%s is not a CIDR", echo(v))
 	}
 	if p.Addr().Zone() != "" {
-		return netip.Prefix{}, invalid(field, "%q must not carry a zone", v)
+		return netip.Prefix{}, invalid(field, "%s must not carry a zone", echo(v))
+	}
+	// Port IPs are unmapped (::ffff:a.b.c.d is a.b.c.d), so a mapped prefix
+	// could never hold one: ask for the IPv4 form.
+	if p.Addr().Is4In6() {
+		return netip.Prefix{}, invalid(field, "%s is an IPv4-mapped IPv6 prefix; write it as IPv4", echo(v))
 	}
 	return p.Masked(), nil
 }
@@ -90,7 +102,7 @@ func parsePrefix(field, v string) (netip.Prefix, error) {
 func parseAddr(field, v string) (netip.Addr, error) {
 	a, err := netip.ParseAddr(v)
 	if err != nil || a.Zone() != "" {
-		return netip.Addr{}, invalid(field, "%q is not an IP address", v)
+		return netip.Addr{}, invalid(field, "%s is not an IP address", echo(v))
 	}
 	return a.Unmap(), nil
 }

@@ -47,6 +47,8 @@ type Client struct {
 	token string
 	// stream is used for watches: no overall timeout.
 	stream *http.Client
+	// maxEvent caps one line of a watch stream.
+	maxEvent int
 }
 
 // Option configures a Client.
@@ -84,7 +86,7 @@ func NewClient(baseURL string, opts ...Option) (*Client, error) {
 	// minutes-long timeout: the next one is tried instead.
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}
 	tr := &http.Transport{Proxy: nil, DialContext: dialer.DialContext, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}
-	c := &Client{bases: bases, http: &http.Client{Timeout: 30 * time.Second, Transport: tr}, stream: &http.Client{Transport: tr}}
+	c := &Client{bases: bases, http: &http.Client{Timeout: 30 * time.Second, Transport: tr}, stream: &http.Client{Transport: tr}, maxEvent: DefaultMaxEventBytes}
 	for _, o := range opts {
 		o(c)
 	}
@@ -404,26 +406,66 @@ func (c *Client) watch(ctx context.Context, pod string, since int64, idle time.D
 			}
 		}
 	}()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 256<<20)
-	for sc.Scan() {
+	var fnErr error
+	if err := DecodeEvents(resp.Body, c.maxEvent, func() {
 		select {
 		case alive <- struct{}{}:
 		default:
 		}
-		var ev WatchEvent
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return fmt.Errorf("watch %s: decode event: %w", pod, err)
+	}, func(ev WatchEvent) error {
+		fnErr = fn(ev)
+		return fnErr
+	}); err != nil {
+		if fnErr != nil {
+			return fnErr
 		}
-		if err := fn(ev); err != nil {
-			return err
-		}
-	}
-	if err := sc.Err(); err != nil {
 		return fmt.Errorf("watch %s: %w", pod, err)
 	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("watch %s: %w", pod, ctx.Err())
 	}
 	return fmt.Errorf("watch %s: stream closed by the brain", pod)
+}
+
+// DefaultMaxEventBytes caps one line of a watch stream. The largest
+// legitimate line is a snapshot: a full pod state at the 1M-port scale
+// target measured ~60 MB of JSON, so 128 MiB leaves twice that and still
+// bounds what a broken or hostile brain can make an agent buffer.
+const DefaultMaxEventBytes = 128 << 20
+
+// WithMaxEventBytes sets the largest line a watch stream may send.
+func WithMaxEventBytes(n int) Option { return func(c *Client) { c.maxEvent = n } }
+
+// DecodeEvents reads newline-delimited watch events from r, calling alive
+// and then fn for every line (heartbeats included), until r ends (nil), a line is longer than maxLine or is not an
+// event, or fn fails.
+func DecodeEvents(r io.Reader, maxLine int, alive func(), fn func(WatchEvent) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, min(64<<10, maxLine)), maxLine)
+	for sc.Scan() {
+		alive()
+		var ev WatchEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return fmt.Errorf("decode event: %w", err)
+		}
+		switch ev.Type {
+		case EventHeartbeat, EventUpdate:
+		case EventSnapshot:
+			if ev.State == nil {
+				return fmt.Errorf("decode event: snapshot at revision %d without a state", ev.Revision)
+			}
+		default:
+			return fmt.Errorf("decode event: unknown type %.32q", ev.Type)
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		if errors.Is(err, bufio.ErrTooLong) {
+			return fmt.Errorf("an event is longer than %d bytes: %w", maxLine, err)
+		}
+		return err
+	}
+	return nil
 }

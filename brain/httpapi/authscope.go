@@ -18,7 +18,8 @@ import (
 
 // peekBody reads the body and puts it back for the handler.
 func peekBody(r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
+	// The body is already capped (Limits.MaxBodyBytes) before guard runs.
+	b, err := io.ReadAll(r.Body)
 	if err != nil {
 		return nil, bodyError(err)
 	}

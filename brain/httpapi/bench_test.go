@@ -74,7 +74,7 @@ func newBenchEnv(t parentTB, kind string) *benchEnv {
 		url = pgtest.SharedDatabase(t)
 	}
 	ctx := context.Background()
-	tb := startBrain(t, url, testConfig, httpapi.Options{})
+	tb := startBrain(t, url, testConfig, httpapi.Options{Limits: benchLimits()})
 	env := &benchEnv{b: tb, kind: kind, client: tb.client}
 	for i := range benchPods {
 		mkPods(t, tb.client, api.Pod{ID: podName(i), AZ: fmt.Sprintf("az%d", i)})
@@ -95,6 +95,15 @@ func newBenchEnv(t parentTB, kind string) *benchEnv {
 		}
 	}
 	return env
+}
+
+// benchLimits are the default limits without those a benchmark exceeds on
+// purpose: the per-client rate (every client is 127.0.0.1), the in-flight
+// caps and the watcher caps (BenchmarkWatchFanout opens 1,000 on one pod).
+func benchLimits() *httpapi.Limits {
+	l := httpapi.DefaultLimits()
+	l.RatePerSecond, l.MaxInFlight, l.MaxMutatingInFlight, l.MaxWatchers, l.MaxWatchersPerPod = 0, 0, 0, 0, 0
+	return &l
 }
 
 func podName(i int) string { return fmt.Sprintf("pod%d", i) }

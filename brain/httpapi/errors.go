@@ -3,6 +3,7 @@ package httpapi
 import (
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/l2span/l2span/brain"
 	"github.com/l2span/l2span/brain/api"
@@ -16,7 +17,21 @@ const (
 	codeInternal     = "internal"
 	codeUnauthorized = "unauthorized"
 	codeForbidden    = "forbidden"
+	codeTooLarge     = "too_large"    // 413
+	codeRateLimited  = "rate_limited" // 429
+	codeUnavailable  = "unavailable"  // 503: a capacity limit, retry later
 )
+
+// limitCodes are the error codes of the statuses only limits answer with.
+var limitCodes = map[int]string{
+	http.StatusRequestEntityTooLarge: codeTooLarge,
+	http.StatusTooManyRequests:       codeRateLimited,
+	http.StatusServiceUnavailable:    codeUnavailable,
+}
+
+// statusClientGone is what a request whose client went away is recorded
+// with (nginx's 499): nobody reads the answer, and it is no server error.
+const statusClientGone = 499
 
 // answer is how one kind of brain error goes on the wire.
 type answer struct {
@@ -38,6 +53,10 @@ var answers = map[brain.Kind]answer{
 type statusError struct {
 	status int
 	err    *brain.Error
+	// reason, when set, counts the answer in l2span_brain_refused_total.
+	reason string
+	// retryAfter, when set, is sent as Retry-After.
+	retryAfter time.Duration
 }
 
 func (e *statusError) Error() string { return e.err.Error() }
@@ -53,13 +72,32 @@ func errorAnswer(err error) (int, api.ErrorBody) {
 	var se *statusError
 	if errors.As(err, &se) {
 		a.status = se.status
+		if c, ok := limitCodes[se.status]; ok {
+			a.code = c
+		}
 	}
 	return a.status, api.ErrorBody{Error: api.ErrorDetail{Code: a.code, Message: e.Message, Field: e.Field}}
 }
 
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, body := errorAnswer(err)
-	if status >= 500 {
+	var se *statusError
+	if errors.As(err, &se) {
+		if se.reason != "" {
+			s.lim.refused.WithLabelValues(se.reason).Inc()
+		}
+		if se.retryAfter > 0 {
+			w.Header().Set("Retry-After", retryAfterHeader(se.retryAfter))
+		}
+	}
+	if status >= 500 && r.Context().Err() != nil && se == nil {
+		// The client went away (its request's context ended) and whatever
+		// failed after that failed because of it.
+		s.opts.Logger.Debug("client went away", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeJSON(w, statusClientGone, body)
+		return
+	}
+	if status >= 500 && se == nil {
 		s.errors5.Inc()
 		s.opts.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}

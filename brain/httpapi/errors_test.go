@@ -41,6 +41,7 @@ func TestErrorWire(t *testing.T) {
 
 // TestRequestErrorWire covers the errors the HTTP layer raises itself.
 func TestRequestErrorWire(t *testing.T) {
+	maxBody := DefaultLimits().MaxBodyBytes
 	s := New(nil, nil, Options{Auth: AuthOptions{Legacy: []string{"secret"}}})
 	for _, tc := range []struct {
 		name, method, path, token, body string
@@ -60,8 +61,8 @@ func TestRequestErrorWire(t *testing.T) {
 		{"two objects", "POST", "/v1/pods", "secret", `{}{}`, 400, `{"error":{"code":"invalid","message":"request body must hold one JSON object"}}`},
 		{"empty", "POST", "/v1/pods", "secret", ``, 400, `{"error":{"code":"invalid","message":"request body is empty"}}`},
 		{"id mismatch", "PUT", "/v1/pods/a", "secret", `{"id":"b"}`, 400, `{"error":{"code":"invalid","message":"does not match the URL","field":"id"}}`},
-		{"too large", "POST", "/v1/pods", "secret", `{"id":"` + strings.Repeat("x", maxBody) + `"}`, 413,
-			fmt.Sprintf(`{"error":{"code":"invalid","message":"request body is larger than %d bytes"}}`, maxBody)},
+		{"too large", "POST", "/v1/pods", "secret", `{"id":"` + strings.Repeat("x", int(maxBody)) + `"}`, 413,
+			fmt.Sprintf(`{"error":{"code":"too_large","message":"request body of %d bytes is larger than %d bytes"}}`, maxBody+9, maxBody)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))

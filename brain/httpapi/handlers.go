@@ -1,10 +1,11 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
-	"strings"
 
 	"github.com/l2span/l2span/brain/api"
 	"github.com/l2span/l2span/brain/model"
@@ -131,18 +132,22 @@ func (s *Server) listPorts(r *http.Request) (any, error) {
 // createPorts takes one port, or {"ports":[...]} for a bulk create.
 func (s *Server) createPorts(r *http.Request) (any, error) {
 	var raw map[string]json.RawMessage
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxBody))
+	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return nil, bodyError(err)
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return nil, bodyError(err)
 	}
-	r.Body = io.NopCloser(strings.NewReader(string(body)))
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	if _, bulk := raw["ports"]; bulk {
 		var req api.BulkPortCreate
 		if err := decode(r, &req); err != nil {
 			return nil, err
+		}
+		if max := s.lim.MaxBulkPorts; max > 0 && len(req.Ports) > max {
+			return nil, &statusError{status: http.StatusRequestEntityTooLarge, reason: refusedBulk,
+				err: invalid("ports", fmt.Sprintf("a bulk create takes at most %d ports (got %d); split it", max, len(req.Ports)))}
 		}
 		ports, err := s.svc.CreatePorts(r.Context(), mapSlice(req.Ports, fromAPIPortCreate))
 		return api.Ports{Ports: mapSlice(ports, toAPIPort)}, err

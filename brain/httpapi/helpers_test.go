@@ -125,3 +125,18 @@ func statusOf(err error) int {
 }
 
 func sharedPostgres(t *testing.T) string { return pgtest.SharedDatabase(t) }
+
+// driverClient is a client of b with a driver token: what the ML2 driver
+// holds (networks, subnets, ports; no pods, no ids outside the ranges).
+func driverClient(t testing.TB, b *testBrain) *api.Client {
+	t.Helper()
+	_, token, err := b.svc.CreateToken(context.Background(), brain.TokenSpec{Role: "driver", Description: "test driver"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := api.NewClient(b.http.URL, api.WithToken(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}

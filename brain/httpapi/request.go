@@ -12,12 +12,11 @@ import (
 	"github.com/l2span/l2span/brain/model"
 )
 
-const maxBody = 16 << 20
-
 // decode reads a JSON body strictly: unknown fields and trailing data are
 // errors naming the field.
 func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBody))
+	// The body is capped by the limit middleware (Limits.MaxBodyBytes).
+	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return bodyError(err)
@@ -38,7 +37,7 @@ func bodyError(err error) error {
 	case errors.As(err, &syntaxErr):
 		return invalid("", fmt.Sprintf("malformed JSON at byte %d: %v", syntaxErr.Offset, syntaxErr))
 	case errors.As(err, &maxErr):
-		return &statusError{http.StatusRequestEntityTooLarge, invalid("", fmt.Sprintf("request body is larger than %d bytes", maxBody))}
+		return limitError(http.StatusRequestEntityTooLarge, refusedBody, 0, "request body is larger than %d bytes", maxErr.Limit)
 	case errors.Is(err, io.EOF):
 		return invalid("", "request body is empty")
 	}

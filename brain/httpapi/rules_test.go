@@ -67,9 +67,9 @@ func TestPods(t *testing.T) {
 func TestNetworkRules(t *testing.T) {
 	storeKinds(t, func(t *testing.T, url string) {
 		ctx := context.Background()
-		b := startBrain(t, url, testConfig, httpapi.Options{})
-		c := b.client
-		threePods(t, c)
+		tb := startBrain(t, url, testConfig, httpapi.Options{})
+		c, admin := driverClient(t, tb), tb.client
+		threePods(t, admin)
 
 		n := must[api.Network](t)(c.CreateNetwork(ctx, api.NetworkCreate{Name: "net1", Type: api.TypeSharedVXLAN, AZHints: []string{"az2", "az1"}}))
 		if n.ID == "" || n.SegmentationID != 5000 || !slices.Equal(n.AZHints, []string{"az1", "az2"}) {
@@ -99,16 +99,16 @@ func TestNetworkRules(t *testing.T) {
 		}
 
 		// Unknown JSON fields are refused with the field named.
-		resp := rawPost(t, b, "/v1/networks", `{"name":"x","type":"local","colour":"blue"}`)
+		resp := rawPost(t, tb, "/v1/networks", `{"name":"x","type":"local","colour":"blue"}`)
 		if resp.status != 400 || resp.body.Error.Field != "colour" {
 			t.Fatalf("unknown field: %+v", resp)
 		}
-		resp = rawPost(t, b, "/v1/networks", `{"name":"x","type":5}`)
+		resp = rawPost(t, tb, "/v1/networks", `{"name":"x","type":5}`)
 		if resp.status != 400 || resp.body.Error.Field != "type" {
 			t.Fatalf("wrong JSON type: %+v", resp)
 		}
 		// Requested ids are admin's: allowed outside the ranges when free.
-		ext := must[api.Network](t)(c.CreateNetwork(ctx, api.NetworkCreate{Name: "ext", Type: api.TypeSharedVXLAN, External: true, AZHints: []string{"pod2"}, SegmentationID: 77}))
+		ext := must[api.Network](t)(admin.CreateNetwork(ctx, api.NetworkCreate{Name: "ext", Type: api.TypeSharedVXLAN, External: true, AZHints: []string{"pod2"}, SegmentationID: 77}))
 		if ext.SegmentationID != 77 {
 			t.Fatalf("requested VNI: %+v", ext)
 		}
@@ -120,7 +120,8 @@ func TestAllocation(t *testing.T) {
 		ctx := context.Background()
 		cfg := testConfig
 		cfg.VNIRanges = []brain.VNIRange{{Min: 10, Max: 29}}
-		c := startBrain(t, url, cfg, httpapi.Options{}).client
+		tb := startBrain(t, url, cfg, httpapi.Options{})
+		c := tb.client
 		// Twenty concurrent creates get twenty different VNIs.
 		var mu sync.Mutex
 		var got []int
@@ -175,7 +176,9 @@ func TestAllocation(t *testing.T) {
 		wantError(t, err, 400, "physical_network")
 		_, err = c.CreateNetwork(ctx, api.NetworkCreate{Name: "v", Type: api.TypeSharedVLAN, PhysicalNetwork: "physnet1", SegmentationID: 4095})
 		wantError(t, err, 400, "segmentation_id")
-		v := must[api.Network](t)(c.CreateNetwork(ctx, api.NetworkCreate{Name: "v", Type: api.TypeSharedVLAN, PhysicalNetwork: "physnet2", SegmentationID: 100}))
+		_, err = c.CreateNetwork(ctx, api.NetworkCreate{Name: "v", Type: api.TypeSharedVLAN, PhysicalNetwork: "physnet2", SegmentationID: 100})
+		wantError(t, err, 400, "segmentation_id")
+		v := must[api.Network](t)(tb.client.CreateNetwork(ctx, api.NetworkCreate{Name: "v", Type: api.TypeSharedVLAN, PhysicalNetwork: "physnet2", SegmentationID: 100}))
 		if v.SegmentationID != 100 || v.PhysicalNetwork != "physnet2" {
 			t.Fatalf("vlan on another physnet: %+v", v)
 		}

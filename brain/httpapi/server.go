@@ -31,6 +31,9 @@ type Options struct {
 	Logger    *slog.Logger
 	// Ready reports whether the brain is ready to serve (for /readyz).
 	Ready func() error
+	// Limits bound what one client and all of them together may use; nil
+	// takes DefaultLimits.
+	Limits *Limits
 }
 
 // Server is the brain's HTTP API.
@@ -43,6 +46,7 @@ type Server struct {
 
 	routeList []Route
 	access    map[string]access
+	lim       *limiter
 	requests  *prometheus.HistogramVec
 	errors5   prometheus.Counter
 }
@@ -56,6 +60,11 @@ func New(svc *brain.Service, hub *brain.Hub, opts Options) *Server {
 		opts.Logger = slog.Default()
 	}
 	s := &Server{svc: svc, hub: hub, opts: opts, mux: http.NewServeMux(), reg: prometheus.NewRegistry(), access: routeAccess()}
+	limits := DefaultLimits()
+	if opts.Limits != nil {
+		limits = *opts.Limits
+	}
+	s.lim = newLimiter(limits, s.reg)
 	s.registerMetrics()
 	s.register()
 	return s
@@ -209,7 +218,7 @@ func (s *Server) handle(method, path string, h http.Handler) {
 		panic("api route outside /v1: " + path)
 	}
 	s.routeList = append(s.routeList, Route{method, path})
-	s.mux.Handle(method+" "+path, s.instrument(path, s.guard(method+" "+path, h)))
+	s.mux.Handle(method+" "+path, s.instrument(path, s.capBody(s.guard(method+" "+path, s.limit(h)))))
 }
 
 // reply turns a handler into an http.Handler that answers with status and
@@ -275,6 +284,10 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 	}
 	return r.ResponseWriter.Write(b)
 }
+
+// Unwrap lets http.ResponseController reach the connection (watch streams
+// set per-frame write deadlines through it).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func (r *statusRecorder) Flush() {
 	if f, ok := r.ResponseWriter.(http.Flusher); ok {

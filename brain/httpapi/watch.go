@@ -3,8 +3,10 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"maps"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"time"
@@ -67,19 +69,31 @@ func watchSince(r *http.Request) (int64, error) {
 	return n, nil
 }
 
-// eventWriter writes newline-terminated events and flushes each one.
+// eventWriter writes newline-terminated events and flushes each one, each
+// within a deadline so a client that stops reading cannot hold the stream.
 type eventWriter struct {
 	w       http.ResponseWriter
-	flusher http.Flusher
+	rc      *http.ResponseController
+	timeout time.Duration
+	// timedOut is told when a frame missed its deadline.
+	timedOut func()
 }
 
-// send writes one line; false means the client is gone.
+// send writes one line; false means the client is gone (or too slow).
 func (e eventWriter) send(line []byte) bool {
-	if _, err := e.w.Write(line); err != nil {
-		return false
+	if e.timeout > 0 {
+		if err := e.rc.SetWriteDeadline(time.Now().Add(e.timeout)); err != nil {
+			return false
+		}
 	}
-	e.flusher.Flush()
-	return true
+	_, err := e.w.Write(line)
+	if err == nil {
+		err = e.rc.Flush()
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		e.timedOut()
+	}
+	return err == nil
 }
 
 func (e eventWriter) sendEvent(ev api.WatchEvent) bool {
@@ -93,9 +107,17 @@ func (e eventWriter) sendEvent(ev api.WatchEvent) bool {
 // the log no longer holds what it has not read is cut off: it reconnects
 // with its revision and gets a snapshot.
 func (s *Server) watch(w http.ResponseWriter, r *http.Request, pod string, since int64, delta bool) {
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		writeJSON(w, http.StatusInternalServerError, api.ErrorBody{Error: api.ErrorDetail{Code: codeInternal, Message: "streaming unsupported"}})
+	release, err := s.lim.startWatch(pod)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer release()
+	rc := http.NewResponseController(w)
+	// A stream reads nothing more: the server's read timeout must not end
+	// it (it would cancel the request's context).
+	if err := rc.SetReadDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.writeError(w, r, err)
 		return
 	}
 	s.hub.WatchStarted()
@@ -104,7 +126,10 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, pod string, since
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	ctx := r.Context()
-	out := eventWriter{w: w, flusher: flusher}
+	out := eventWriter{w: w, rc: rc, timeout: s.lim.WatchWriteTimeout, timedOut: func() {
+		s.lim.refused.WithLabelValues(refusedWatchTimedOut).Inc()
+		s.opts.Logger.Info("watch stream dropped: client too slow", "pod", pod, "remote", r.RemoteAddr, "write_timeout", s.lim.WatchWriteTimeout)
+	}}
 	if since > 0 {
 		// A replica behind the database must not take the client's
 		// revision for one from another database.
@@ -118,7 +143,7 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, pod string, since
 			return
 		}
 	}
-	started := false
+	started, ok := false, true
 	if since == 0 {
 		if since, ok = s.sendSnapshot(ctx, out, pod); !ok {
 			return

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 )
@@ -192,6 +193,23 @@ ALTER TABLE networks ADD COLUMN project_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE networks ADD COLUMN shared INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE ports ADD COLUMN project_id TEXT NOT NULL DEFAULT '';
 `,
+	// An IP belongs to at most one port of a network (filled from the
+	// ports' ips column by backfillPortIPs).
+	11: `
+CREATE TABLE port_ips (
+	network_id TEXT NOT NULL,
+	ip         TEXT NOT NULL,
+	port_id    TEXT NOT NULL REFERENCES ports (id) ON DELETE CASCADE,
+	PRIMARY KEY (network_id, ip)
+);
+CREATE INDEX port_ips_port ON port_ips (port_id);
+`,
+}
+
+// migrationData runs after a migration's SQL, in its transaction, for the
+// migrations that must move data in Go.
+var migrationData = map[int]func(context.Context, *sql.Tx, dialect) error{
+	11: backfillPortIPs,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
@@ -231,6 +249,11 @@ func (s *Store) migrateOne(ctx context.Context, version int) error {
 	}
 	if _, err := tx.ExecContext(ctx, migrations[version]); err != nil {
 		return fmt.Errorf("migration %d: %w", version, err)
+	}
+	if fill := migrationData[version]; fill != nil {
+		if err := fill(ctx, tx, s.dialect); err != nil {
+			return fmt.Errorf("migration %d: %w", version, err)
+		}
 	}
 	ins := `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`
 	if s.dialect == dialectPostgres {

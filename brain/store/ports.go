@@ -122,7 +122,7 @@ func (t *Tx) InsertPort(ctx context.Context, p model.Port) error {
 		return fmt.Errorf("insert port %s: %w", p.ID, err)
 	}
 	t.record(p.NetworkID, p.ID)
-	return nil
+	return t.setPortIPs(ctx, p)
 }
 
 // UpdatePort writes a port's pod, IPs, mobility sequence and duplicate mark.
@@ -133,7 +133,7 @@ func (t *Tx) UpdatePort(ctx context.Context, p model.Port) error {
 		return fmt.Errorf("update port %s: %w", p.ID, err)
 	}
 	t.record(p.NetworkID, p.ID)
-	return nil
+	return t.setPortIPs(ctx, p)
 }
 
 // RecordMove remembers a port's move for duplicate detection.

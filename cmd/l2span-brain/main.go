@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -41,10 +40,12 @@ type config struct {
 	checkConfig  bool
 	backupTo     string
 
-	brain  brain.Config
-	bottom jobs.Config
-	token  string
-	sec    security
+	brain    brain.Config
+	bottom   jobs.Config
+	limits   httpapi.Limits
+	timeouts httpapi.Timeouts
+	token    string
+	sec      security
 }
 
 func parseConfig(args []string) (*config, error) {
@@ -69,6 +70,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.BoolVar(&c.checkConfig, "check-config", false, "validate the configuration and exit")
 	c.addSecurityFlags(fs)
 	fs.StringVar(&c.backupTo, "backup-to", "", "write a consistent copy of the SQLite store to `FILE` and exit (safe while a brain serves it)")
+	limitFlags(fs, &c.limits, &c.timeouts)
 	if err := flagfile.Parse(fs, args); err != nil {
 		return nil, err
 	}
@@ -126,6 +128,9 @@ func parseConfig(args []string) (*config, error) {
 	}
 	if c.poll <= 0 {
 		return nil, fmt.Errorf("poll-interval %s must be positive", c.poll)
+	}
+	if err := checkLimits(c.limits, c.timeouts); err != nil {
+		return nil, err
 	}
 	if _, err := logging.New(os.Stderr, c.logFormat, c.logLevel); err != nil {
 		return nil, err
@@ -220,12 +225,13 @@ func run(ctx context.Context, c *config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	api := httpapi.New(svc, hub, httpapi.Options{Logger: log, Auth: auth})
+	api := httpapi.New(svc, hub, httpapi.Options{Logger: log, Auth: auth, Limits: &c.limits})
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.listen, err)
 	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsCfg}
+	srv := httpapi.NewHTTPServer(api, c.timeouts)
+	srv.TLSConfig = tlsCfg
 	hubCtx, cancelHub := context.WithCancel(ctx)
 	defer cancelHub()
 	go hub.Run(hubCtx, c.keepChanges)

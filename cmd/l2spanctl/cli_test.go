@@ -238,8 +238,11 @@ func TestPaging(t *testing.T) {
 	for i := range 1200 {
 		reqs = append(reqs, api.PortCreate{NetworkID: n.ID, PodID: "pod1", MAC: fmt.Sprintf("fa:16:3e:01:%02x:%02x", i/256, i%256), IPs: []string{}})
 	}
-	if _, err := b.client.CreatePorts(context.Background(), reqs); err != nil {
-		t.Fatal(err)
+	// In two bulks: one takes at most 1000 ports.
+	for _, part := range [][]api.PortCreate{reqs[:600], reqs[600:]} {
+		if _, err := b.client.CreatePorts(context.Background(), part); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if ports := jsonOut[[]api.Port](t, b, "port", "list"); len(ports) != 1203 {
 		t.Errorf("port list: %d ports, want 1203", len(ports))

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/l2span/l2span/brain/api"
 )
@@ -36,6 +38,7 @@ func (t *table) row(cells ...string) {
 		if c == "" && i > 0 {
 			cells[i] = "-"
 		}
+		cells[i] = escapeCell(cells[i])
 	}
 	_, t.err = io.WriteString(t.tw, strings.Join(cells, "\t")+"\n")
 }
@@ -277,4 +280,27 @@ func writeEvent(e *env, ev api.WatchEvent) error {
 	}
 	_, err := fmt.Fprintln(e.out)
 	return err
+}
+
+// escapeCell writes control characters (a tab or newline would break the
+// table, an escape sequence would drive the terminal) and bidirectional
+// overrides as Go escapes, so a cell shows what the brain holds.
+func escapeCell(c string) string {
+	if !strings.ContainsFunc(c, unsafeRune) {
+		return c
+	}
+	var b strings.Builder
+	for _, r := range c {
+		if unsafeRune(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func unsafeRune(r rune) bool {
+	return unicode.IsControl(r) || r == utf8.RuneError || (r >= '\u202a' && r <= '\u202e') || (r >= '\u2066' && r <= '\u2069')
 }
