@@ -437,8 +437,9 @@ const DefaultMaxEventBytes = 128 << 20
 func WithMaxEventBytes(n int) Option { return func(c *Client) { c.maxEvent = n } }
 
 // DecodeEvents reads newline-delimited watch events from r, calling alive
-// and then fn for every line (heartbeats included), until r ends (nil), a line is longer than maxLine or is not an
-// event, or fn fails.
+// and then fn for every line (heartbeats included), until r ends (nil), a
+// line is longer than maxLine or is not an event of a known type (snapshot,
+// update, delta, heartbeat), or fn fails.
 func DecodeEvents(r io.Reader, maxLine int, alive func(), fn func(WatchEvent) error) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, min(64<<10, maxLine)), maxLine)
@@ -449,7 +450,7 @@ func DecodeEvents(r io.Reader, maxLine int, alive func(), fn func(WatchEvent) er
 			return fmt.Errorf("decode event: %w", err)
 		}
 		switch ev.Type {
-		case EventHeartbeat, EventUpdate:
+		case EventHeartbeat, EventUpdate, EventDelta:
 		case EventSnapshot:
 			if ev.State == nil {
 				return fmt.Errorf("decode event: snapshot at revision %d without a state", ev.Revision)

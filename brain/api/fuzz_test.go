@@ -12,6 +12,7 @@ import (
 func FuzzDecodeEvents(f *testing.F) {
 	f.Add([]byte(`{"type":"heartbeat","revision":3}` + "\n" + `{"type":"snapshot","revision":4,"state":{"pod_id":"pod1","revision":4,"networks":[]}}` + "\n"))
 	f.Add([]byte(`{"type":"update","revision":5,"networks":[{"network_id":"n","vni":5000,"remote_ports":[{"mac":"fa:16:3e:00:00:01","ips":["192.0.2.5"],"pod_id":"pod2","seq":1}]}],"removed":["m"]}` + "\n"))
+	f.Add([]byte(`{"type":"delta","revision":6,"changes":[{"network_id":"n","removed_macs":["fa:16:3e:00:00:01"],"upserted":[{"mac":"fa:16:3e:00:00:02","pod_id":"pod2"}]}],"pod":{"gateways":[]}}` + "\n"))
 	f.Add([]byte(`{"type":"snapshot","revision":1}` + "\n"))
 	f.Add([]byte(`{"type":"bogus"}` + "\n"))
 	f.Add([]byte("{\"type\":\"update\"}\n\n\n"))
@@ -23,7 +24,7 @@ func FuzzDecodeEvents(f *testing.F) {
 			switch {
 			case ev.Type == EventSnapshot && ev.State == nil:
 				t.Fatal("a snapshot without a state reached fn")
-			case ev.Type != EventSnapshot && ev.Type != EventUpdate && ev.Type != EventHeartbeat:
+			case ev.Type != EventSnapshot && ev.Type != EventUpdate && ev.Type != EventDelta && ev.Type != EventHeartbeat:
 				t.Fatalf("event of type %q reached fn", ev.Type)
 			}
 			return nil
