@@ -198,11 +198,12 @@ func TestStringCaps(t *testing.T) {
 		t.Fatalf("mac echo not truncated: %d bytes", len(err.Error()))
 	}
 	// Segmentation ids outside the configured ranges: refused, but for admin.
-	_, err = c.CreateNetwork(ctx, api.NetworkCreate{Name: "x", Type: api.TypeSharedVXLAN, SegmentationID: 7000})
+	d := driverClient(t, tb)
+	_, err = d.CreateNetwork(ctx, api.NetworkCreate{Name: "x", Type: api.TypeSharedVXLAN, SegmentationID: 7000})
 	wantError(t, err, 400, "segmentation_id")
-	_, err = c.CreateNetwork(ctx, api.NetworkCreate{Name: "x", Type: api.TypeSharedVLAN, PhysicalNetwork: "physnet1", SegmentationID: 200})
+	_, err = d.CreateNetwork(ctx, api.NetworkCreate{Name: "x", Type: api.TypeSharedVLAN, PhysicalNetwork: "physnet1", SegmentationID: 200})
 	wantError(t, err, 400, "segmentation_id")
-	must[api.Network](t)(c.CreateNetwork(ctx, api.NetworkCreate{Name: "x", Type: api.TypeSharedVLAN, PhysicalNetwork: "physnet1", SegmentationID: 101}))
-	must[api.Network](t)(c.CreateNetwork(ctx, api.NetworkCreate{Name: "x", Type: api.TypeSharedVXLAN, SegmentationID: 5555}))
+	must[api.Network](t)(d.CreateNetwork(ctx, api.NetworkCreate{Name: "x", Type: api.TypeSharedVLAN, PhysicalNetwork: "physnet1", SegmentationID: 101}))
+	must[api.Network](t)(d.CreateNetwork(ctx, api.NetworkCreate{Name: "x", Type: api.TypeSharedVXLAN, SegmentationID: 5555}))
 	must[api.Network](t)(tb.client.CreateNetwork(ctx, api.NetworkCreate{Name: "x", Type: api.TypeSharedVXLAN, SegmentationID: 7000}))
 }

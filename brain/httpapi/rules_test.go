@@ -121,7 +121,7 @@ func TestAllocation(t *testing.T) {
 		cfg := testConfig
 		cfg.VNIRanges = []brain.VNIRange{{Min: 10, Max: 29}}
 		tb := startBrain(t, url, cfg, httpapi.Options{})
-		c := tb.client
+		c := driverClient(t, tb)
 		// Twenty concurrent creates get twenty different VNIs.
 		var mu sync.Mutex
 		var got []int
