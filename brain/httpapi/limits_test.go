@@ -68,13 +68,19 @@ func limitsWith(f func(*httpapi.Limits)) httpapi.Options {
 	return httpapi.Options{Limits: &l}
 }
 
-func post(t *testing.T, url, body string, chunked bool) (*http.Response, api.ErrorBody) {
+// post sends body to url as JSON, with token as the bearer when it is set.
+func post(t *testing.T, url, token, body string, chunked bool) (*http.Response, api.ErrorBody) {
 	t.Helper()
 	var rd io.Reader = strings.NewReader(body)
 	if chunked {
 		rd = io.MultiReader(rd) // hides the length: sent chunked
 	}
-	resp, err := http.Post(url, "application/json", rd)
+	req, _ := http.NewRequest("POST", url, rd)
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +92,8 @@ func post(t *testing.T, url, body string, chunked bool) (*http.Response, api.Err
 }
 
 // TestBodyAndBulkLimits: a body over the cap is a 413 whether its length
-// is announced or not; a bulk create over the item cap is a 413 on ports.
+// is announced or not, and an announced one is refused before the caller
+// is authenticated; a bulk create over the item cap is a 413 on ports.
 func TestBodyAndBulkLimits(t *testing.T) {
 	ctx := context.Background()
 	b := startBrain(t, "sqlite://"+t.TempDir()+"/b.db", testConfig, limitsWith(func(l *httpapi.Limits) {
@@ -95,12 +102,15 @@ func TestBodyAndBulkLimits(t *testing.T) {
 	threePods(t, b.client)
 	big := `{"id":"p","az":"` + strings.Repeat("a", 70<<10) + `"}`
 	for _, chunked := range []bool{false, true} {
-		resp, eb := post(t, b.http.URL+"/v1/pods", big, chunked)
+		resp, eb := post(t, b.http.URL+"/v1/pods", b.token, big, chunked)
 		if resp.StatusCode != 413 || eb.Error.Code != "too_large" || !strings.Contains(eb.Error.Message, "65536 bytes") {
 			t.Fatalf("chunked=%v: %d %+v", chunked, resp.StatusCode, eb)
 		}
 	}
-	if got := refused(t, b, "body_too_large"); got != 2 {
+	if resp, eb := post(t, b.http.URL+"/v1/pods", "", big, false); resp.StatusCode != 413 || eb.Error.Code != "too_large" {
+		t.Fatalf("announced body over the cap without a token: %d %+v", resp.StatusCode, eb)
+	}
+	if got := refused(t, b, "body_too_large"); got != 3 {
 		t.Fatalf("body_too_large counted %g times", got)
 	}
 	n := must[api.Network](t)(b.client.CreateNetwork(ctx, api.NetworkCreate{Name: "n", Type: api.TypeSharedVXLAN}))
@@ -122,19 +132,21 @@ func TestBodyAndBulkLimits(t *testing.T) {
 }
 
 // TestRateLimit: a client over its rate gets 429 with Retry-After; another
-// client (another key) is not affected.
+// client (another token, from the same address) is not affected.
 func TestRateLimit(t *testing.T) {
 	ctx := context.Background()
 	b := startBrain(t, "sqlite://"+t.TempDir()+"/b.db", testConfig, limitsWith(func(l *httpapi.Limits) {
 		l.RatePerSecond, l.RateBurst = 0.5, 3
-		l.ClientKey = func(r *http.Request) string { return r.Header.Get("X-Test-Role") + "|" + httpapi.RemoteIP(r) }
 	}))
+	other := driverClient(t, b) // before the admin token spends its burst
 	for range 3 {
 		if _, err := b.client.ListPods(ctx, api.ListOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	resp, err := http.Get(b.http.URL + "/v1/pods")
+	req, _ := http.NewRequest("GET", b.http.URL+"/v1/pods", nil)
+	req.Header.Set("Authorization", "Bearer "+b.token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +155,7 @@ func TestRateLimit(t *testing.T) {
 	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "2" || !bytes.Contains(body, []byte(`"code":"rate_limited"`)) {
 		t.Fatalf("over the rate: %d Retry-After=%q %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
 	}
-	if _, err := b.client.ListPods(ctx, api.ListOptions{}); err != nil {
+	if _, err := other.ListPods(ctx, api.ListOptions{}); err != nil {
 		t.Fatalf("another client's bucket: %v", err)
 	}
 	if got := refused(t, b, "rate_limited"); got != 1 {
@@ -159,7 +171,10 @@ func TestInFlightLimit(t *testing.T) {
 	pr, pw := io.Pipe()
 	first := make(chan int, 1)
 	go func() {
-		resp, err := http.Post(b.http.URL+"/v1/pods", "application/json", pr)
+		req, _ := http.NewRequest("POST", b.http.URL+"/v1/pods", pr)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+b.token)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			first <- -1
 			return
@@ -206,6 +221,7 @@ func TestWatcherLimits(t *testing.T) {
 	open := func(pod string) (func(), int) {
 		cctx, cancel := context.WithCancel(ctx)
 		req, _ := http.NewRequestWithContext(cctx, "GET", b.http.URL+"/v1/pods/"+pod+"/state?watch=true", nil)
+		req.Header.Set("Authorization", "Bearer "+b.token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -263,7 +279,7 @@ func TestWatchWriteDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(conn, "GET /v1/pods/pod1/state?watch=true HTTP/1.1\r\nHost: x\r\n\r\n")
+	fmt.Fprintf(conn, "GET /v1/pods/pod1/state?watch=true HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", b.token)
 	deadline := time.Now().Add(60 * time.Second)
 	for i := 0; refused(t, b, "watch_write_timeout") == 0; i++ {
 		if time.Now().After(deadline) {

@@ -61,7 +61,7 @@ func TestServerTimeouts(t *testing.T) {
 	// A body that never finishes: the handler's read fails, the answer is
 	// an error and the connection closes.
 	c = dial()
-	fmt.Fprint(c, "POST /v1/pods HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"id\":")
+	fmt.Fprintf(c, "POST /v1/pods HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"id\":", b.token)
 	if got := closedWithin(t, c, 5*time.Second); got != "" && !strings.Contains(got, "HTTP/1.1 400") {
 		t.Fatalf("slow body answered %q", got)
 	}
@@ -77,7 +77,7 @@ func TestServerTimeouts(t *testing.T) {
 	closedWithin(t, c, 5*time.Second)
 
 	// A watch lives well past the read timeout (heartbeats keep coming).
-	cl, err := api.NewClient("http://" + addr)
+	cl, err := api.NewClient("http://"+addr, api.WithToken(b.token))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,5 +89,32 @@ func TestServerTimeouts(t *testing.T) {
 	// this test gave up, well after the read timeout (600ms).
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) < 2400*time.Millisecond {
 		t.Fatalf("watch ended after %s: %v", time.Since(start), err)
+	}
+}
+
+// TestWatchOutlivesWriteTimeout: the server's write timeout bounds a plain
+// response, never a watch stream, whether the per-frame deadline is on or
+// turned off (Limits.WatchWriteTimeout 0).
+func TestWatchOutlivesWriteTimeout(t *testing.T) {
+	for _, frame := range []time.Duration{time.Second, 0} {
+		t.Run(fmt.Sprint("frame_deadline_", frame), func(t *testing.T) {
+			t.Parallel()
+			l := httpapi.DefaultLimits()
+			l.WatchWriteTimeout = frame
+			b := startBrain(t, "sqlite://"+t.TempDir()+"/b.db", testConfig, httpapi.Options{Heartbeat: 100 * time.Millisecond, Limits: &l})
+			threePods(t, b.client)
+			addr := serveReal(t, b, httpapi.Timeouts{ReadHeader: time.Second, Read: time.Second, Write: 500 * time.Millisecond, Idle: time.Second})
+			cl, err := api.NewClient("http://"+addr, api.WithToken(b.token))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			err = cl.Watch(ctx, "pod1", 0, time.Second, func(api.WatchEvent) error { return nil })
+			if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) < 1400*time.Millisecond {
+				t.Fatalf("watch ended after %s (server write timeout 500ms): %v", time.Since(start), err)
+			}
+		})
 	}
 }

@@ -82,7 +82,8 @@ type eventWriter struct {
 // send writes one line; false means the client is gone (or too slow).
 func (e eventWriter) send(line []byte) bool {
 	if e.timeout > 0 {
-		if err := e.rc.SetWriteDeadline(time.Now().Add(e.timeout)); err != nil {
+		// ErrNotSupported: a writer with no connection (a recorder) cannot stall.
+		if err := e.rc.SetWriteDeadline(time.Now().Add(e.timeout)); err != nil && !errors.Is(err, http.ErrNotSupported) {
 			return false
 		}
 	}
@@ -115,8 +116,14 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, pod string, since
 	defer release()
 	rc := http.NewResponseController(w)
 	// A stream reads nothing more: the server's read timeout must not end
-	// it (it would cancel the request's context).
+	// it (it would cancel the request's context). Nor may the server's
+	// write timeout, meant for a plain response: each frame sets its own
+	// deadline, and with that limit off there is none.
 	if err := rc.SetReadDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		s.writeError(w, r, err)
 		return
 	}
