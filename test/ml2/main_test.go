@@ -195,11 +195,13 @@ func (b *brainProc) start() error {
 		return err
 	}
 	defer logf.Close()
-	// The brain's own VNI range is apart from Neutron's (5000:5999): it
-	// adopts the VNIs of Neutron's VXLAN networks and allocates its own only
-	// for networks Neutron has no id for (flat -> mixed_vlan_vxlan).
+	// The brain's ranges cover Neutron's (VNIs 5000:5999, VLANs 100:200 on
+	// physnet1 and physnet2): the driver's token is not admin, so the brain
+	// adopts only ids inside its ranges. Its own range (9000:9999) comes
+	// first: it allocates from it for networks Neutron has no id for
+	// (flat -> mixed_vlan_vxlan).
 	b.cmd = exec.Command(b.bin, "--listen", b.addr, "--store", b.store, "--log-level", "warn",
-		"--vni-ranges", "9000:9999", "--vlan-ranges", "physnet1:100:200", "--poll-interval", "50ms",
+		"--vni-ranges", "9000:9999,5000:5999", "--vlan-ranges", "physnet1:100:200,physnet2:100:200", "--poll-interval", "50ms",
 		"--bootstrap-token-file", b.adminFile())
 	b.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=")
 	b.cmd.Stdout, b.cmd.Stderr = logf, logf
