@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -10,7 +11,7 @@ import (
 	"github.com/l2span/l2span/brain/api"
 )
 
-// A bulk create of 3,000 remote ports makes the agent write 6,000 FDB and
+// Bulk creates of 3,000 remote ports make the agent write 6,000 FDB and
 // neighbor entries at once; with a neighbor-watch socket buffer far too
 // small for that the kernel drops notifications (ENOBUFS) and the
 // subscription dies. The agent counts it, subscribes again and still
@@ -29,8 +30,11 @@ func TestKernelWatchSurvivesOverflow(t *testing.T) {
 		burst[i] = api.PortCreate{NetworkID: s.net.ID, PodID: "pod2", MAC: fmt.Sprintf("fa:16:3e:01:%02x:%02x", i>>8, i&0xff),
 			IPs: []string{fmt.Sprintf("2001:db8::1:%x", i+1)}}
 	}
-	if _, err := s.client.CreatePorts(context.Background(), burst); err != nil {
-		t.Fatal(err)
+	// Back to back in bulks of 1,000, the brain's default cap on one bulk.
+	for chunk := range slices.Chunk(burst, 1000) {
+		if _, err := s.client.CreatePorts(context.Background(), chunk); err != nil {
+			t.Fatal(err)
+		}
 	}
 	last := burst[len(burst)-1].MAC
 	eventually(t, 30*time.Second, "burst programmed", func() error {
