@@ -24,7 +24,10 @@ type daemonStat struct {
 
 // daemon is a process of the chaos rig whose health is watched.
 type daemon struct {
-	name    string
+	name string
+	// slack is growth that is no leak: a brain replica serves more
+	// goroutines and fds when agents move their watches to it.
+	slack   int
 	p       *proc
 	metrics string // URL of its /metrics
 	client  *http.Client
@@ -114,15 +117,15 @@ func checkGrowth(t *testing.T, ds []daemon, base map[string]daemonStat) {
 		}
 		compared++
 		t.Logf("%s: goroutines %d -> %d, fds %d -> %d, rss %d -> %d kB", d.name, b.goroutines, n.goroutines, b.fds, n.fds, b.rssKB, n.rssKB)
-		if n.goroutines > b.goroutines+b.goroutines/4+10 {
+		if n.goroutines > b.goroutines+b.goroutines/4+10+d.slack {
 			t.Errorf("%s: goroutines grew from %d to %d", d.name, b.goroutines, n.goroutines)
 		}
-		if n.fds > b.fds+b.fds/4+8 {
+		if n.fds > b.fds+b.fds/4+8+d.slack {
 			t.Errorf("%s: open fds grew from %d to %d", d.name, b.fds, n.fds)
 		}
 	}
 	if compared == 0 {
-		t.Error("no daemon ran from the baseline to the end: growth unchecked")
+		t.Error("no daemon ran from its baseline to this checkpoint: growth unchecked")
 	}
 }
 

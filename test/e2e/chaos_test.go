@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -31,6 +32,8 @@ type chaosLab struct {
 	gws     []chaosGateway
 	ovs     *ovsdbtest.Server
 	daemons []daemon
+	// lines is how many entries the last comparison expected per gateway.
+	lines map[string]int
 }
 
 const chaosNets = 3
@@ -41,7 +44,7 @@ func newChaosLab(t *testing.T) *chaosLab {
 		t.Skip("vtep-ctl not installed: run make deps")
 	}
 	l := newLab(t)
-	c := &chaosLab{lab: l}
+	c := &chaosLab{lab: l, lines: map[string]int{}}
 	// The SQLite brain of newLab makes way for two replicas on PostgreSQL,
 	// reached through its unix socket (the brains run in the underlay
 	// namespace, where the server's 127.0.0.1 is not).
@@ -92,7 +95,7 @@ func newChaosLab(t *testing.T) *chaosLab {
 		c.startChaosAgent(g)
 	}
 	for i, b := range c.brains {
-		c.daemons = append(c.daemons, daemon{name: b.name, p: b, client: &http.Client{Transport: l.transport, Timeout: 2 * time.Second},
+		c.daemons = append(c.daemons, daemon{name: b.name, p: b, slack: 3 * len(c.gws), client: &http.Client{Transport: l.transport, Timeout: 2 * time.Second},
 			metrics: fmt.Sprintf("http://%s:%d/metrics", brainAddr, 9696+i)})
 	}
 	for _, g := range c.gws {
@@ -148,6 +151,7 @@ func (c *chaosLab) converged() error {
 		if err == nil {
 			err = diffLines(want, have)
 		}
+		c.lines[g.id] = len(want)
 		if err != nil {
 			return fmt.Errorf("%s: %w", g.id, err)
 		}
@@ -164,7 +168,7 @@ func (c *chaosLab) checkpoint(t *testing.T, what string) time.Duration {
 	for time.Since(start) < time.Minute {
 		if err = c.converged(); err == nil {
 			d := time.Since(start)
-			t.Logf("checkpoint %s: every gateway exact after %s", what, d.Round(time.Millisecond))
+			t.Logf("checkpoint %s: every gateway exact after %s (entries compared: %v)", what, d.Round(time.Millisecond), c.lines)
 			return d
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -263,7 +267,9 @@ func TestChaos(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	ch.pause()
 	c.checkpoint(t, "warm-up")
-	base := statAll(c.daemons)
+	c.driftCheck(t)
+	base := map[string]daemonStat{}
+	rebase(base, c.daemons)
 
 	faults := c.faults()
 	var lastFault time.Time
@@ -283,6 +289,8 @@ func TestChaos(t *testing.T) {
 			paused := time.Now()
 			lastChange = c.checkpoint(t, fmt.Sprintf("round %d after %q (%s)", round, f.name, ch.summary()))
 			lastConv = paused.Add(lastChange).Sub(lastFault)
+			checkGrowth(t, c.daemons, base)
+			rebase(base, c.daemons)
 			if i != len(faults)-1 {
 				ch.start(20)
 			}
@@ -293,7 +301,70 @@ func TestChaos(t *testing.T) {
 	if ch.ok["create"]+ch.ok["bulk-create"] == 0 || ch.ok["move"] == 0 || ch.ok["ip-change"] == 0 || ch.ok["delete"] == 0 {
 		t.Errorf("churn did not exercise every kind of change: %s", ch.summary())
 	}
+	c.driftCheck(t)
 	c.noJobStuck(t)
-	checkGrowth(t, c.daemons, base)
 	t.Logf("total %s", time.Since(start).Round(time.Millisecond))
+}
+
+// driftCheck deletes, behind the agents' backs, one FDB entry and one
+// neighbor entry of pod2's gateway and one Ucast_Macs_Remote row of the
+// hwvtep gateway; the comparison must see it (or the check could not
+// fail), and the agents must put them back. It reports the repair times.
+func (c *chaosLab) driftCheck(t *testing.T) {
+	t.Helper()
+	have, err := haveLinux(c.gws[2].gw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fdb, neigh []string
+	for _, l := range have {
+		f := strings.Fields(l)
+		switch {
+		case f[0] == "fdb" && len(f) == 5 && fdb == nil:
+			fdb = f // fdb DEV MAC -> VTEP
+		case f[0] == "neigh" && neigh == nil:
+			neigh = f // neigh DEV IP MAC
+		}
+	}
+	if fdb == nil || neigh == nil {
+		t.Fatalf("pod2's gateway holds no remote entry to delete: %q", head(have, 8))
+	}
+	gw := c.gws[2].gw
+	start := time.Now()
+	gw.MustExec("bridge", "fdb", "del", fdb[2], "dev", fdb[1], "dst", fdb[4], "self")
+	gw.MustExec("ip", "neigh", "del", neigh[2], "dev", neigh[1])
+	if err := c.converged(); err == nil {
+		t.Fatal("entries deleted behind the agent's back went unnoticed by the comparison")
+	}
+	c.waitExact(t, "kernel drift repaired")
+	kernel := time.Since(start)
+
+	rows, err := ovsdbRows(c.ovs.Socket(), "Ucast_Macs_Remote")
+	if err != nil || len(rows) == 0 {
+		t.Fatalf("hwvtep gateway: no Ucast_Macs_Remote to delete (%v)", err)
+	}
+	start = time.Now()
+	runCmd(t, "ovsdb-client", "transact", c.ovs.Endpoint(),
+		fmt.Sprintf(`["hardware_vtep",{"op":"delete","table":"Ucast_Macs_Remote","where":[["_uuid","==",["uuid",%q]]]}]`, rows[0]["_uuid"]))
+	if err := c.converged(); err == nil {
+		t.Fatal("a row deleted behind the hwvtep agent's back went unnoticed by the comparison")
+	}
+	c.waitExact(t, "OVSDB drift repaired")
+	t.Logf("drift behind the agents' backs repaired: kernel FDB+neighbor %s, OVSDB row %s",
+		kernel.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
+func (c *chaosLab) waitExact(t *testing.T, what string) {
+	t.Helper()
+	eventually(t, 30*time.Second, what, c.converged)
+}
+
+// rebase takes a daemon's health reading as its baseline when it has none
+// or was restarted since its baseline.
+func rebase(base map[string]daemonStat, ds []daemon) {
+	for name, s := range statAll(ds) {
+		if b, ok := base[name]; !ok || b.pid != s.pid {
+			base[name] = s
+		}
+	}
 }
