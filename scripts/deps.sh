@@ -28,6 +28,7 @@ nftables
 neutron-server
 python3-openstackclient
 frr
+gnuplot-nox
 "
 
 say() { printf 'deps: %s\n' "$*"; }
