@@ -13,8 +13,12 @@ import (
 
 // fastGossip are the failure-detector timers that bring kill -9 -> first
 // reply through the standby under 500 ms (BenchmarkFailover "fast"):
-// a probe every 100 ms, 50 ms to answer, a suspicion of 2 intervals.
-var fastGossip = []string{"--gossip-probe-interval", "100ms", "--gossip-probe-timeout", "50ms", "--gossip-suspicion-mult", "2"}
+// a probe every 100 ms, 50 ms to answer, a suspicion of 2 intervals. The
+// fencing lease shrinks with them: a dead agent's kernel must stop
+// bridging before its standby can take over, at the earliest a probe
+// timeout plus the suspicion (250 ms) after the death.
+var fastGossip = []string{"--gossip-probe-interval", "100ms", "--gossip-probe-timeout", "50ms", "--gossip-suspicion-mult", "2",
+	"--fence-lease", "200ms"}
 
 // BenchmarkGossipFalsePositives runs the HA rig (three pods, two gateways
 // each, nothing failing) for 60 s under a busy loop on every CPU (twice
@@ -91,4 +95,3 @@ func stopAll(cmds []*exec.Cmd) {
 		}
 	}
 }
-
