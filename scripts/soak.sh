@@ -10,9 +10,9 @@ dur=${SOAK_DURATION:-10m}
 csv=${SOAK_CSV:-docs/soak.csv}
 png=${SOAK_PNG:-docs/soak.png}
 echo "soak: $dur of churn and faults; load: $(uptime)"
+rc=0
 L2SPAN_SOAK=$dur L2SPAN_SOAK_CSV=$PWD/$csv go test -count=1 -timeout 0 -run '^TestChaos$' -v ./test/e2e/ 2>&1 \
-	| grep -vE 'restarted since the baseline' | tee "${SOAK_LOG:-/dev/null}"
-rc=${PIPESTATUS[0]}
+	| grep --line-buffered -vE 'restarted since the baseline' | tee "${SOAK_LOG:-/dev/null}" || rc=$?
 echo "soak: load after: $(uptime)"
 # One line per daemon: RSS (MB) on the left axis, goroutines on the right.
 daemons=$(tail -n +2 "$csv" | cut -d, -f2 | sort -u)
