@@ -22,7 +22,7 @@ const DefaultForgetAfter = 5 * time.Second
 
 // LearnedOwner is the device_owner of the ports an agent creates in the
 // brain for MACs its switch learned on its own ports.
-const LearnedOwner = "l2gw:learned"
+const LearnedOwner = api.DeviceOwnerLearned
 
 // PortBrain is the part of the brain's client the learner uses.
 type PortBrain interface {

@@ -19,6 +19,7 @@ const (
 	KindNotFound          // a named object does not exist
 	KindConflict          // the input clashes with what exists
 	KindUnauthorized      // the caller could not be authenticated
+	KindForbidden         // the caller is known but may not do this
 )
 
 var kindNames = [...]string{
@@ -27,6 +28,7 @@ var kindNames = [...]string{
 	KindNotFound:     "not_found",
 	KindConflict:     "conflict",
 	KindUnauthorized: "unauthorized",
+	KindForbidden:    "forbidden",
 }
 
 func (k Kind) String() string {

@@ -14,8 +14,12 @@ import (
 
 // CreateNetwork creates a top network and allocates its segmentation id.
 func (s *Service) CreateNetwork(ctx context.Context, req NetworkCreate) (model.Network, error) {
-	n := model.Network{ID: uuid.NewString(), Name: req.Name, Type: req.Type, External: req.External, GatewayPerPod: req.GatewayPerPod, ManagedBy: req.ManagedBy, CreatedAt: s.now()}
+	n := model.Network{ID: uuid.NewString(), Name: req.Name, Type: req.Type, External: req.External, GatewayPerPod: req.GatewayPerPod,
+		ManagedBy: req.ManagedBy, ProjectID: req.ProjectID, Shared: req.Shared, CreatedAt: s.now()}
 	if err := clientID(&n.ID, req.ID); err != nil {
+		return n, err
+	}
+	if err := checkProject("project_id", n.ProjectID); err != nil {
 		return n, err
 	}
 	if err := checkManagedBy(req.ManagedBy); err != nil {

@@ -56,7 +56,10 @@ func elementError(err error, i, n int) error {
 }
 
 func (s *Service) checkPort(r PortCreate) (model.Port, error) {
-	p := model.Port{ID: r.ID, NetworkID: r.NetworkID, PodID: r.PodID, DeviceOwner: r.DeviceOwner, CreatedAt: s.now()}
+	p := model.Port{ID: r.ID, NetworkID: r.NetworkID, PodID: r.PodID, DeviceOwner: r.DeviceOwner, ProjectID: r.ProjectID, CreatedAt: s.now()}
+	if err := checkProject("project_id", p.ProjectID); err != nil {
+		return p, err
+	}
 	if p.ID == "" {
 		p.ID = uuid.NewString()
 	} else if err := checkID("id", p.ID); err != nil {
@@ -160,6 +163,9 @@ func (s *Service) spreadTo(ctx context.Context, tx *store.Tx, pn *portNetwork, p
 func (s *Service) insertPort(ctx context.Context, tx *store.Tx, p *model.Port, cache map[string]*portNetwork) error {
 	pn, err := s.loadPortNetwork(ctx, tx, p.NetworkID, cache)
 	if err != nil {
+		return err
+	}
+	if err := checkTenancy(pn.net, *p); err != nil {
 		return err
 	}
 	if err := s.checkIPs(ctx, tx, *p, cache); err != nil {

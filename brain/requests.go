@@ -16,6 +16,9 @@ type NetworkCreate struct {
 	// GatewayPerPod gives each pod its own gateway IP; it cannot change
 	// after create.
 	GatewayPerPod bool
+	// ProjectID is the Neutron project; Shared lets other projects' ports in.
+	ProjectID string
+	Shared    bool
 }
 
 // NetworkUpdate changes a network: only the name may change; AZHints is
@@ -45,6 +48,7 @@ type PortCreate struct {
 	MAC         string
 	IPs         []string
 	DeviceOwner string
+	ProjectID   string
 }
 
 // PortUpdate moves a port to another pod, changes its IPs, or clears its

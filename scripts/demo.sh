@@ -4,7 +4,12 @@
 # both with l2spanctl, and a VM in pod1 pings a VM in pod2 through the
 # overlay. Ctrl-C (or the end, when not on a terminal) tears it all down.
 #
-#   underlay ns  l2sdemo-ul   bridge br0, brain on 198.51.100.1:9696
+#   underlay ns  l2sdemo-ul   bridge br0, brain on https://198.51.100.1:9696
+#
+# Closed by default, as in production: a throwaway CA signs the brain's
+# certificate and each agent's client certificate (URI SAN
+# l2span://pod/<pod>/gateway/<id>: the brain takes the agent's pod and
+# gateway from it); l2spanctl uses the admin token the brain bootstraps.
 #   pod N        l2sdemo-pN-gw  ul0 198.51.100.1N (VTEP), seg<VNI> -> fabric
 #                l2sdemo-pN-fab bridge seg (the pod-local segment)
 #                l2sdemo-pN-vm  eth0 203.0.113.1N/24, 2001:db8::1N/64
@@ -37,7 +42,27 @@ trap 'exit 130' INT TERM
 for ns in $(ip netns list | awk '{print $1}' | grep "^$P-" || true); do ip netns del "$ns"; done
 
 in_ns() { local ns=$1; shift; ip netns exec "$P-$ns" "$@"; }
-ctl() { in_ns ul "$BIN/l2spanctl" --brain http://198.51.100.1:9696 "$@"; }
+ctl() { in_ns ul "$BIN/l2spanctl" --brain https://198.51.100.1:9696 --ca-file "$WORK/pki/ca.pem" --token-file "$WORK/admin.token" "$@"; }
+
+# A throwaway CA: the brain's server certificate and one client certificate
+# per agent, naming its pod and gateway.
+pki() {
+	local d=$WORK/pki
+	mkdir -p "$d" && chmod 700 "$d"
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=l2span-demo-ca \
+		-keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null
+	issue() { # NAME EXTENSIONS
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$1" -keyout "$d/$1.key" -out "$d/$1.csr" 2>/dev/null
+		openssl x509 -req -in "$d/$1.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 1 \
+			-extfile <(printf '%s\n' "$2") -out "$d/$1.pem" 2>/dev/null
+	}
+	issue brain "subjectAltName=IP:198.51.100.1
+extendedKeyUsage=serverAuth"
+	for i in 1 2; do
+		issue "pod$i-gw" "subjectAltName=URI:l2span://pod/pod$i/gateway/pod$i-gw
+extendedKeyUsage=clientAuth"
+	done
+}
 
 # One gossip key for every gateway (docs/install.md): without it anyone on
 # the underlay could join the gateways' gossip.
@@ -55,10 +80,15 @@ in_ns ul ip addr add 198.51.100.1/24 dev br0
 in_ns ul ip link set br0 up
 # Daemons start with `ip netns exec` itself (not through in_ns), so that $!
 # is the daemon's PID (ip execs into it) and the teardown can stop it.
-ip netns exec $P-ul "$BIN/l2span-brain" --listen 198.51.100.1:9696 --store "sqlite://$WORK/brain.db" >"$WORK/brain.log" 2>&1 &
+pki
+ip netns exec $P-ul "$BIN/l2span-brain" --listen 198.51.100.1:9696 --store "sqlite://$WORK/brain.db" \
+	--tls-cert "$WORK/pki/brain.pem" --tls-key "$WORK/pki/brain.key" --client-ca-file "$WORK/pki/ca.pem" \
+	--bootstrap-token-file "$WORK/admin.token" >"$WORK/brain.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do ctl pod list >/dev/null 2>&1 && break; sleep 0.1; done
 ctl pod list >/dev/null
+echo "brain up over TLS; admin token bootstrapped to $WORK/admin.token"
+ctl token list
 
 say "pods, a shared_vxlan network spanning both AZs, its subnets"
 ctl pod create pod1 --az az1
@@ -95,7 +125,8 @@ for i in 1 2; do
 	in_ns p$i-vm ip addr add 203.0.113.1$i/24 dev eth0
 	in_ns p$i-vm ip addr add 2001:db8::1$i/64 dev eth0 nodad
 	# the agent
-	ip netns exec $P-p$i-gw "$BIN/l2span-agent" --pod pod$i --gateway-id pod$i-gw --brain-url http://198.51.100.1:9696 \
+	ip netns exec $P-p$i-gw "$BIN/l2span-agent" --pod pod$i --gateway-id pod$i-gw --brain-url https://198.51.100.1:9696 \
+		--brain-ca-file "$WORK/pki/ca.pem" --brain-cert "$WORK/pki/pod$i-gw.pem" --brain-key "$WORK/pki/pod$i-gw.key" \
 		--vtep 198.51.100.1$i --underlay-dev ul0 --gossip-bind 198.51.100.1$i:7946 \
 		--gossip-seeds 198.51.100.11:7946,198.51.100.12:7946 --gossip-key-file "$WORK/gossip.key" --local-interface 'seg{vni}' \
 		--state-dir "$WORK/agent$i" --metrics-listen 127.0.0.1:9697 --bpf-pin-dir "$WORK/bpffs/agent$i" \

@@ -48,7 +48,11 @@ type Network struct {
 	// instead of the same (anycast) gateway IP in every pod.
 	GatewayPerPod bool `json:"gateway_per_pod,omitempty"`
 	// ManagedBy names the system that owns the network ("neutron").
-	ManagedBy string    `json:"managed_by,omitempty"`
+	ManagedBy string `json:"managed_by,omitempty"`
+	// ProjectID is the Neutron project owning the network; a Shared
+	// network takes ports of every project.
+	ProjectID string    `json:"project_id,omitempty"`
+	Shared    bool      `json:"shared,omitempty"`
 	Segments  []Segment `json:"segments,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 }
@@ -69,7 +73,9 @@ type NetworkCreate struct {
 	// GatewayPerPod: each pod's bottom subnet gets its own gateway IP,
 	// allocated at the top, instead of the subnet's. Not for local or
 	// external networks (one pod); cannot change after create.
-	GatewayPerPod bool `json:"gateway_per_pod,omitempty"`
+	GatewayPerPod bool   `json:"gateway_per_pod,omitempty"`
+	ProjectID     string `json:"project_id,omitempty"`
+	Shared        bool   `json:"shared,omitempty"`
 }
 
 // NetworkUpdate is the body of PUT /v1/networks/{id}. Only the name may change;
@@ -119,6 +125,7 @@ type Port struct {
 	MAC         string   `json:"mac"`
 	IPs         []string `json:"ips"`
 	DeviceOwner string   `json:"device_owner,omitempty"`
+	ProjectID   string   `json:"project_id,omitempty"`
 	// MobilitySeq grows with every move of the port to another pod, like
 	// EVPN's MAC mobility sequence number: an older placement never wins.
 	MobilitySeq int64 `json:"mobility_seq"`
@@ -150,6 +157,7 @@ type PortCreate struct {
 	MAC         string   `json:"mac"`
 	IPs         []string `json:"ips"`
 	DeviceOwner string   `json:"device_owner,omitempty"`
+	ProjectID   string   `json:"project_id,omitempty"`
 }
 
 // BulkPortCreate is the body of POST /v1/ports with many ports; all or none.
@@ -281,8 +289,14 @@ type SubnetGateway struct {
 const (
 	// EventSnapshot carries the full state; the client replaces what it has.
 	EventSnapshot = "snapshot"
-	// EventUpdate carries only the networks that changed and those removed.
+	// EventUpdate (the stream without delta=1, for older agents) carries
+	// the changed networks whole and those removed.
 	EventUpdate = "update"
+	// EventDelta (the stream with delta=1) carries what changed: networks
+	// that entered the state whole, networks removed, patches to the
+	// others (remote ports added, changed or gone; a new header), and the
+	// pod-wide part when it changed.
+	EventDelta = "delta"
 	// EventHeartbeat keeps the stream alive; Revision is the latest known.
 	EventHeartbeat = "heartbeat"
 )
@@ -293,11 +307,51 @@ type WatchEvent struct {
 	Revision int64  `json:"revision"`
 	// State is set on snapshots.
 	State *PodState `json:"state,omitempty"`
-	// Networks are the changed networks' full states (updates).
+	// Networks are, on updates, the changed networks' full states; on
+	// deltas, networks that entered the pod's state (or are replaced
+	// whole).
 	Networks []NetworkState `json:"networks,omitempty"`
-	// Removed are networks no longer spanned into the pod (updates). A change
-	// to pods (e.g. a dvr_base_mac) is always sent as a snapshot.
+	// Removed are networks no longer spanned into the pod (updates,
+	// deltas). On the full-network stream a change to pods (e.g. a
+	// dvr_base_mac) is sent as a snapshot.
 	Removed []string `json:"removed,omitempty"`
+	// Changes patch networks the client keeps (deltas), by network id.
+	Changes []NetworkDelta `json:"changes,omitempty"`
+	// Pod, when set, replaces the pod-wide part of the state (deltas).
+	Pod *PodWide `json:"pod,omitempty"`
+}
+
+// NetworkDelta patches one network of a pod's state. Apply Header, then
+// RemovedMACs, then Upserted (a MAC may be in both only if it left with one
+// port and came back with another; upserted wins).
+type NetworkDelta struct {
+	NetworkID string `json:"network_id"`
+	// Header, when set, replaces everything of the network but its remote
+	// ports.
+	Header *NetworkHeader `json:"header,omitempty"`
+	// RemovedMACs are remote ports gone from the network.
+	RemovedMACs []string `json:"removed_macs,omitempty"`
+	// Upserted are remote ports added or changed, keyed by MAC.
+	Upserted []RemotePort `json:"upserted,omitempty"`
+}
+
+// NetworkHeader is a NetworkState without its remote ports.
+type NetworkHeader struct {
+	Name         string          `json:"name"`
+	Type         string          `json:"type"`
+	VNI          uint32          `json:"vni"`
+	LocalSegment Segment         `json:"local_segment"`
+	RemotePods   []string        `json:"remote_pods"`
+	Subnets      []SubnetGateway `json:"subnets,omitempty"`
+}
+
+// PodWide is the part of a pod's state that is not per network; a delta
+// that carries it carries all of it.
+type PodWide struct {
+	DVRBaseMACs map[string]string `json:"dvr_base_macs"`
+	// Gateways replace PodState.Gateways (an empty list, never absent,
+	// when none is registered).
+	Gateways []PodGateway `json:"gateways"`
 }
 
 // AgentDataplane is an agent's view of its dataplane (GET /dataplane on the

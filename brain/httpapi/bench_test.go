@@ -229,7 +229,7 @@ func startFanout(t parentTB, env *benchEnv) *fanout {
 	// MaxConnsPerHost limit, so each client opens its 100 streams at once).
 	clients := make([]*api.Client, benchPods)
 	for i := range clients {
-		c, err := api.NewClient(env.b.http.URL)
+		c, err := api.NewClient(env.b.http.URL, api.WithToken(env.b.token))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,6 +15,7 @@ const (
 	codeConflict     = "conflict"
 	codeInternal     = "internal"
 	codeUnauthorized = "unauthorized"
+	codeForbidden    = "forbidden"
 )
 
 // answer is how one kind of brain error goes on the wire.
@@ -28,6 +29,7 @@ var answers = map[brain.Kind]answer{
 	brain.KindNotFound:     {http.StatusNotFound, codeNotFound},
 	brain.KindConflict:     {http.StatusConflict, codeConflict},
 	brain.KindUnauthorized: {http.StatusUnauthorized, codeUnauthorized},
+	brain.KindForbidden:    {http.StatusForbidden, codeForbidden},
 	brain.KindInternal:     {http.StatusInternalServerError, codeInternal},
 }
 

@@ -41,17 +41,21 @@ func TestErrorWire(t *testing.T) {
 
 // TestRequestErrorWire covers the errors the HTTP layer raises itself.
 func TestRequestErrorWire(t *testing.T) {
-	s := New(nil, nil, Options{Auth: BearerTokens("secret")})
+	s := New(nil, nil, Options{Auth: AuthOptions{Legacy: []string{"secret"}}})
 	for _, tc := range []struct {
 		name, method, path, token, body string
 		status                          int
 		want                            string
 	}{
 		{"no token", "GET", "/v1/pods", "", "", 401, `{"error":{"code":"unauthorized","message":"missing bearer token"}}`},
+		{"not bearer", "GET", "/v1/pods", "", "", 401, `{"error":{"code":"unauthorized","message":"authorization header must be 'Bearer \u003ctoken\u003e'"}}`},
+		{"form post", "POST", "/v1/pods", "secret", `id=x`, 415, `{"error":{"code":"invalid","message":"\"application/x-www-form-urlencoded\": the body of a write must be application/json","field":"Content-Type"}}`},
+		{"no content type", "PUT", "/v1/pods/a", "secret", `{}`, 415, `{"error":{"code":"invalid","message":"\"\": the body of a write must be application/json","field":"Content-Type"}}`},
 		{"wrong token", "GET", "/v1/pods", "nope", "", 401, `{"error":{"code":"unauthorized","message":"invalid bearer token"}}`},
 		{"no route", "GET", "/v2/pods", "", "", 404, `{"error":{"code":"not_found","message":"no route GET /v2/pods"}}`},
 		{"bad limit", "GET", "/v1/pods?limit=0", "secret", "", 400, `{"error":{"code":"invalid","message":"must be a number from 1 to 10000","field":"limit"}}`},
 		{"bad since", "GET", "/v1/pods/p/state?watch=true&since=x", "secret", "", 400, `{"error":{"code":"invalid","message":"must be a revision number \u003e= 0","field":"since"}}`},
+		{"bad delta", "GET", "/v1/pods/p/state?watch=true&delta=x", "secret", "", 400, `{"error":{"code":"invalid","message":"must be 1 or 0","field":"delta"}}`},
 		{"unknown field", "POST", "/v1/pods", "secret", `{"idd":"x"}`, 400, `{"error":{"code":"invalid","message":"unknown field","field":"idd"}}`},
 		{"two objects", "POST", "/v1/pods", "secret", `{}{}`, 400, `{"error":{"code":"invalid","message":"request body must hold one JSON object"}}`},
 		{"empty", "POST", "/v1/pods", "secret", ``, 400, `{"error":{"code":"invalid","message":"request body is empty"}}`},
@@ -63,6 +67,14 @@ func TestRequestErrorWire(t *testing.T) {
 			r := httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body))
 			if tc.token != "" {
 				r.Header.Set("Authorization", "Bearer "+tc.token)
+			}
+			switch {
+			case tc.name == "not bearer":
+				r.Header.Set("Authorization", "Basic c2VjcmV0")
+			case tc.name == "form post":
+				r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			case tc.body != "" && tc.name != "no content type":
+				r.Header.Set("Content-Type", "application/json; charset=utf-8")
 			}
 			w := httptest.NewRecorder()
 			s.ServeHTTP(w, r)

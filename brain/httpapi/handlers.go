@@ -53,7 +53,7 @@ func (s *Server) listNetworks(r *http.Request) (any, error) {
 		return nil, err
 	}
 	q := r.URL.Query()
-	return asList(toAPINetwork)(s.svc.ListNetworks(r.Context(), model.NetworkFilter{Name: q.Get("name"), Type: q.Get("type"), ManagedBy: q.Get("managed_by")}, pg))
+	return asList(toAPINetwork)(s.svc.ListNetworks(r.Context(), model.NetworkFilter{Name: q.Get("name"), Type: q.Get("type"), ManagedBy: q.Get("managed_by"), ProjectIDs: scopedProjects(r)}, pg))
 }
 
 func (s *Server) createNetwork(r *http.Request) (any, error) {
@@ -124,7 +124,7 @@ func (s *Server) listPorts(r *http.Request) (any, error) {
 	}
 	q := r.URL.Query()
 	f := model.PortFilter{NetworkID: q.Get("network_id"), PodID: q.Get("pod_id"), MAC: q.Get("mac"),
-		Duplicate: q.Get("duplicate") == "true"}
+		Duplicate: q.Get("duplicate") == "true", ProjectIDs: scopedProjects(r)}
 	return asList(toAPIPort)(s.svc.ListPorts(r.Context(), f, pg))
 }
 

@@ -40,6 +40,8 @@ type testBrain struct {
 	http   *httptest.Server
 	client *api.Client
 	store  *store.Store
+	// token is an admin token the brain issued; client sends it.
+	token string
 }
 
 var testConfig = brain.Config{
@@ -63,7 +65,10 @@ func startBrain(t testing.TB, url string, cfg brain.Config, opts httpapi.Options
 	b.server = httpapi.New(b.svc, b.hub, opts)
 	b.http = httptest.NewServer(b.server)
 	go b.hub.Run(ctx, 0)
-	b.client, err = api.NewClient(b.http.URL)
+	if _, b.token, err = b.svc.CreateToken(ctx, brain.TokenSpec{Role: "admin", Description: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	b.client, err = api.NewClient(b.http.URL, api.WithToken(b.token))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,9 @@ func TestREADMECurl(t *testing.T) {
 		}
 		cmd = strings.ReplaceAll(cmd, "localhost:9696", host)
 		cmd = strings.ReplaceAll(cmd, `"NET"`, `"`+netID+`"`)
-		out, err := exec.Command("bash", "-c", cmd).Output()
+		sh := exec.Command("bash", "-c", cmd)
+		sh.Env = append(os.Environ(), "TOKEN="+b.token)
+		out, err := sh.Output()
 		// The watch line ends by curl's -m timeout (exit 28) after streaming.
 		if err != nil && !(strings.Contains(cmd, "watch=true") && len(out) > 0) {
 			t.Fatalf("%s: %v\n%s", cmd, err, out)

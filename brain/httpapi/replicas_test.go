@@ -22,6 +22,7 @@ import (
 type replica struct {
 	http   *httptest.Server
 	client *api.Client
+	token  string
 	stop   func()
 }
 
@@ -40,7 +41,10 @@ func startReplica(t *testing.T, url string) *replica {
 	go hub.Run(ctx, 0)
 	go brain.ListenRevisions(ctx, svc, hub)
 	r := &replica{http: httptest.NewServer(httpapi.New(svc, hub, httpapi.Options{Logger: log, Heartbeat: 100 * time.Millisecond}))}
-	if r.client, err = api.NewClient(r.http.URL); err != nil {
+	if _, r.token, err = svc.CreateToken(ctx, brain.TokenSpec{Role: "admin", Description: "replica test"}); err != nil {
+		t.Fatal(err)
+	}
+	if r.client, err = api.NewClient(r.http.URL, api.WithToken(r.token)); err != nil {
 		t.Fatal(err)
 	}
 	var once bool
@@ -93,11 +97,16 @@ func awaitPort(t *testing.T, evs <-chan api.WatchEvent, mac, what string) (api.W
 			if ev.State != nil {
 				nets = ev.State.Networks
 			}
+			var ports []api.RemotePort
 			for _, n := range nets {
-				for _, p := range n.RemotePorts {
-					if p.MAC == mac {
-						return ev, time.Since(start)
-					}
+				ports = append(ports, n.RemotePorts...)
+			}
+			for _, c := range ev.Changes {
+				ports = append(ports, c.Upserted...)
+			}
+			for _, p := range ports {
+				if p.MAC == mac {
+					return ev, time.Since(start)
 				}
 			}
 		case <-deadline:
@@ -119,7 +128,7 @@ func TestReplicasShareChanges(t *testing.T) {
 	must[api.Port](t)(a.client.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: "pod2", MAC: "fa:16:3e:00:00:02"}))
 
 	onB, _ := updates(t, b.client, "pod1")
-	both, err := api.NewClient(a.http.URL + "," + b.http.URL)
+	both, err := api.NewClient(a.http.URL+","+b.http.URL, api.WithToken(a.token))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,8 +145,8 @@ func TestReplicasShareChanges(t *testing.T) {
 		t.Fatalf("client uses %s after replica a died, want %s", both.URL(), b.http.URL)
 	}
 	ev, _ := awaitPort(t, viaBoth, p.MAC, "watcher moved to the surviving replica")
-	if ev.Type != api.EventUpdate || resumedFrom == 0 {
-		t.Fatalf("after failover the watch got %s (resumed from %d): want an update from its revision, not a relist", ev.Type, resumedFrom)
+	if ev.Type != api.EventDelta || resumedFrom == 0 {
+		t.Fatalf("after failover the watch got %s (resumed from %d): want a delta from its revision, not a relist", ev.Type, resumedFrom)
 	}
 }
 

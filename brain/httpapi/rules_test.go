@@ -67,7 +67,8 @@ func TestPods(t *testing.T) {
 func TestNetworkRules(t *testing.T) {
 	storeKinds(t, func(t *testing.T, url string) {
 		ctx := context.Background()
-		c := startBrain(t, url, testConfig, httpapi.Options{}).client
+		b := startBrain(t, url, testConfig, httpapi.Options{})
+		c := b.client
 		threePods(t, c)
 
 		n := must[api.Network](t)(c.CreateNetwork(ctx, api.NetworkCreate{Name: "net1", Type: api.TypeSharedVXLAN, AZHints: []string{"az2", "az1"}}))
@@ -98,11 +99,11 @@ func TestNetworkRules(t *testing.T) {
 		}
 
 		// Unknown JSON fields are refused with the field named.
-		resp := rawPost(t, c.URL()+"/v1/networks", `{"name":"x","type":"local","colour":"blue"}`)
+		resp := rawPost(t, b, "/v1/networks", `{"name":"x","type":"local","colour":"blue"}`)
 		if resp.status != 400 || resp.body.Error.Field != "colour" {
 			t.Fatalf("unknown field: %+v", resp)
 		}
-		resp = rawPost(t, c.URL()+"/v1/networks", `{"name":"x","type":5}`)
+		resp = rawPost(t, b, "/v1/networks", `{"name":"x","type":5}`)
 		if resp.status != 400 || resp.body.Error.Field != "type" {
 			t.Fatalf("wrong JSON type: %+v", resp)
 		}
@@ -354,12 +355,13 @@ func TestBulkPortsAllOrNone(t *testing.T) {
 func TestGatewaysAndAuth(t *testing.T) {
 	storeKinds(t, func(t *testing.T, url string) {
 		ctx := context.Background()
-		b := startBrain(t, url, testConfig, httpapi.Options{Auth: httpapi.BearerTokens("s3cret")})
-		anon := b.client
+		b := startBrain(t, url, testConfig, httpapi.Options{Auth: httpapi.AuthOptions{Legacy: []string{"s3cret"}}})
+		anon, _ := api.NewClient(b.http.URL)
 		_, err := anon.ListPods(ctx, api.ListOptions{})
 		if statusOf(err) != 401 {
 			t.Fatalf("no token: %v", err)
 		}
+		// The legacy shared token (--token-file) is an admin token.
 		c, _ := api.NewClient(b.http.URL, api.WithToken("s3cret"))
 		mkPods(t, c, api.Pod{ID: "pod1", AZ: "az1"})
 		g := must[api.Gateway](t)(c.RegisterGateway(ctx, api.Gateway{ID: "gw-a", PodID: "pod1", VTEP: "198.51.100.1", Backend: "linux", DVRMAC: "FA:16:3F:AA:BB:CC", PopulateMACs: true}))
@@ -393,9 +395,12 @@ type rawResp struct {
 	body   api.ErrorBody
 }
 
-func rawPost(t *testing.T, url, body string) rawResp {
+func rawPost(t *testing.T, b *testBrain, path, body string) rawResp {
 	t.Helper()
-	resp, err := http.Post(url, "application/json", bytes.NewBufferString(body))
+	req, _ := http.NewRequest("POST", b.http.URL+path, bytes.NewBufferString(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+b.token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,9 +6,7 @@ package httpapi
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -23,30 +21,11 @@ import (
 	"github.com/l2span/l2span/brain"
 )
 
-// Authenticator decides whether a request may reach the API. It is the one
-// place auth lives, so a Keystone or mTLS check slots in without touching
-// handlers.
-type Authenticator func(*http.Request) error
-
-// BearerTokens accepts requests carrying one of tokens as a bearer token.
-func BearerTokens(tokens ...string) Authenticator {
-	return func(r *http.Request) error {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok {
-			return errors.New("missing bearer token")
-		}
-		for _, t := range tokens {
-			if subtle.ConstantTimeCompare([]byte(got), []byte(t)) == 1 {
-				return nil
-			}
-		}
-		return errors.New("invalid bearer token")
-	}
-}
-
 // Options configure a Server.
 type Options struct {
-	Auth Authenticator // nil: no authentication
+	// Auth says how callers are authenticated (auth.go); the zero value
+	// accepts only tokens the brain issued and verified client certificates.
+	Auth AuthOptions
 	// Heartbeat is how often an idle watch stream gets a heartbeat line.
 	Heartbeat time.Duration
 	Logger    *slog.Logger
@@ -63,6 +42,7 @@ type Server struct {
 	reg  *prometheus.Registry
 
 	routeList []Route
+	access    map[string]access
 	requests  *prometheus.HistogramVec
 	errors5   prometheus.Counter
 }
@@ -75,7 +55,7 @@ func New(svc *brain.Service, hub *brain.Hub, opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{svc: svc, hub: hub, opts: opts, mux: http.NewServeMux(), reg: prometheus.NewRegistry()}
+	s := &Server{svc: svc, hub: hub, opts: opts, mux: http.NewServeMux(), reg: prometheus.NewRegistry(), access: routeAccess()}
 	s.registerMetrics()
 	s.register()
 	return s
@@ -200,13 +180,19 @@ func (s *Server) operations() []operation {
 		{"GET", "/v1/jobs/{id}", ok, s.getJob},
 		{"POST", "/v1/jobs/{id}/retry", ok, s.retryJob},
 		{"GET", "/v1/routes", ok, s.listRoutes},
+
+		{"GET", "/v1/tokens", ok, s.listTokens},
+		{"POST", "/v1/tokens", created, s.createToken},
+		{"GET", "/v1/tokens/{id}", ok, s.getToken},
+		{"POST", "/v1/tokens/{id}/revoke", ok, s.revokeToken},
+		{"GET", "/v1/whoami", ok, s.whoami},
 	}
 }
 
 func (s *Server) register() {
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
+	s.mux.Handle("GET /metrics", s.protectMetrics(promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})))
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, &brain.Error{Kind: brain.KindNotFound, Message: "no route " + r.Method + " " + r.URL.Path})
 	})
@@ -216,13 +202,14 @@ func (s *Server) register() {
 	s.handle("GET", "/v1/pods/{id}/state", http.HandlerFunc(s.podState))
 }
 
-// handle serves an API route behind authentication and request metrics.
+// handle serves an API route behind authentication, the role table and
+// request metrics.
 func (s *Server) handle(method, path string, h http.Handler) {
 	if !strings.HasPrefix(path, "/v1/") {
 		panic("api route outside /v1: " + path)
 	}
 	s.routeList = append(s.routeList, Route{method, path})
-	s.mux.Handle(method+" "+path, s.instrument(path, s.authenticate(h)))
+	s.mux.Handle(method+" "+path, s.instrument(path, s.guard(method+" "+path, h)))
 }
 
 // reply turns a handler into an http.Handler that answers with status and
@@ -246,7 +233,11 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, status int, v a
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	body := map[string]string{"status": "ok"}
+	if s.opts.Auth.Insecure {
+		body["warning"] = errNoAuth.Error()
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
@@ -264,20 +255,6 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-}
-
-func (s *Server) authenticate(next http.Handler) http.Handler {
-	if s.opts.Auth == nil {
-		return next
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.opts.Auth(r); err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="l2span"`)
-			s.writeError(w, r, &brain.Error{Kind: brain.KindUnauthorized, Message: err.Error()})
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
 }
 
 type statusRecorder struct {

@@ -46,6 +46,10 @@ type Network struct {
 	// ManagedBy names the system that owns the network ("neutron" for the
 	// ML2 driver's); "" for networks made through the API by hand.
 	ManagedBy string
+	// ProjectID is the Neutron project (tenant) owning the network; Shared
+	// lets ports of other projects join it.
+	ProjectID string
+	Shared    bool
 	// Segments are the network's per-pod segments, ordered by pod, when the
 	// reader asked for them.
 	Segments  []Segment
@@ -73,6 +77,8 @@ type Port struct {
 	ID, NetworkID, PodID, MAC string
 	IPs                       []string
 	DeviceOwner               string
+	// ProjectID is the Neutron project of the port.
+	ProjectID string
 	// MobilitySeq grows with every move of the port to another pod.
 	MobilitySeq int64
 	// Duplicate freezes a MAC that moved too often.
@@ -141,7 +147,11 @@ type List[T any] struct {
 type PodFilter struct{ AZ string }
 
 // NetworkFilter filters networks.
-type NetworkFilter struct{ Name, Type, ManagedBy string }
+type NetworkFilter struct {
+	Name, Type, ManagedBy string
+	// ProjectIDs narrows to networks of these projects (empty: all).
+	ProjectIDs []string
+}
 
 // SubnetFilter filters subnets.
 type SubnetFilter struct{ NetworkID string }
@@ -150,6 +160,8 @@ type SubnetFilter struct{ NetworkID string }
 type PortFilter struct {
 	NetworkID, PodID, MAC string
 	Duplicate             bool
+	// ProjectIDs narrows to ports of these projects (empty: all).
+	ProjectIDs []string
 }
 
 // GatewayFilter filters gateways.
@@ -160,3 +172,27 @@ type JobFilter struct{ Type, State, PodID, Resource string }
 
 // RouteFilter filters routes.
 type RouteFilter struct{ TopID, PodID, NetworkID, ResourceType string }
+
+// Token roles.
+const (
+	RoleAdmin  = "admin"
+	RoleDriver = "driver"
+	RoleAgent  = "agent"
+	RoleReader = "reader"
+)
+
+// Token is an API credential. The store keeps only a hash of its secret.
+type Token struct {
+	ID string
+	// SecretHash is the SHA-256 of the secret part, hex.
+	SecretHash string
+	Role       string
+	// PodID and GatewayID bind an agent token to one gateway of one pod.
+	PodID, GatewayID string
+	// Projects scope a driver token to these Neutron projects (empty: all).
+	Projects    []string
+	Description string
+	CreatedAt   time.Time
+	ExpiresAt   *time.Time
+	RevokedAt   *time.Time
+}

@@ -142,6 +142,56 @@ CREATE TABLE network_options (
 	// Who owns a network: "neutron" for the ML2 driver's, so its full sync
 	// never touches networks made by hand.
 	6: `ALTER TABLE networks ADD COLUMN managed_by TEXT NOT NULL DEFAULT '';`,
+	// The change log names the port that changed (port_id), so a watcher's
+	// delta is that port, not its whole network; '' is the network's row,
+	// segments or subnets (network_id '*': a pod).
+	7: `
+CREATE TABLE changes_v7 (
+	revision   BIGINT NOT NULL,
+	network_id TEXT NOT NULL,
+	port_id    TEXT NOT NULL DEFAULT '',
+	created_at BIGINT NOT NULL,
+	PRIMARY KEY (revision, network_id, port_id)
+);
+INSERT INTO changes_v7 (revision, network_id, created_at) SELECT revision, network_id, created_at FROM changes;
+DROP TABLE changes;
+ALTER TABLE changes_v7 RENAME TO changes;
+`,
+	// Paging a filtered list walks an index in id order: each page costs
+	// its own size, not the filtered subset's.
+	8: `
+CREATE INDEX ports_network_id ON ports (network_id, id);
+CREATE INDEX ports_pod_id ON ports (pod_id, id);
+CREATE INDEX ports_network_pod_id ON ports (network_id, pod_id, id);
+DROP INDEX ports_network_pod;
+DROP INDEX ports_pod;
+CREATE INDEX networks_type_id ON networks (type, id);
+CREATE INDEX networks_name_id ON networks (name, id);
+CREATE INDEX subnets_network_id ON subnets (network_id, id);
+DROP INDEX subnets_network;
+`,
+	// API tokens: the secret is kept only as its SHA-256.
+	9: `
+CREATE TABLE api_tokens (
+	id          TEXT PRIMARY KEY,
+	secret_hash TEXT NOT NULL,
+	role        TEXT NOT NULL,
+	pod_id      TEXT NOT NULL DEFAULT '',
+	gateway_id  TEXT NOT NULL DEFAULT '',
+	projects    TEXT NOT NULL DEFAULT '[]',
+	description TEXT NOT NULL DEFAULT '',
+	created_at  BIGINT NOT NULL,
+	expires_at  BIGINT NOT NULL DEFAULT 0,
+	revoked_at  BIGINT NOT NULL DEFAULT 0
+);
+`,
+	// Tenancy: the Neutron project of networks and ports; a shared network
+	// takes ports of any project.
+	10: `
+ALTER TABLE networks ADD COLUMN project_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE networks ADD COLUMN shared INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE ports ADD COLUMN project_id TEXT NOT NULL DEFAULT '';
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

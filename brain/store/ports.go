@@ -30,6 +30,7 @@ func (t *Tx) InsertSubnet(ctx context.Context, n model.Subnet) error {
 	if err != nil {
 		return fmt.Errorf("insert subnet %s: %w", n.ID, err)
 	}
+	t.record(n.NetworkID, "")
 	return nil
 }
 
@@ -50,6 +51,7 @@ func (t *Tx) DeleteSubnetsOf(ctx context.Context, networkID string) error {
 	if _, err := t.exec(ctx, `DELETE FROM subnets WHERE network_id = ?`, networkID); err != nil {
 		return fmt.Errorf("delete subnets of %s: %w", networkID, err)
 	}
+	t.record(networkID, "")
 	return nil
 }
 
@@ -86,14 +88,14 @@ func (t *Tx) ListSubnets(ctx context.Context, f model.SubnetFilter, p model.Page
 
 // --- ports ---
 
-const portCols = `id, network_id, pod_id, mac, ips, device_owner, created_at, mobility_seq, duplicate`
+const portCols = `id, network_id, pod_id, mac, ips, device_owner, created_at, mobility_seq, duplicate, project_id`
 
 func scanPort(s interface{ Scan(...any) error }) (model.Port, error) {
 	var p model.Port
 	var ips string
 	var created int64
 	var dup int
-	if err := s.Scan(&p.ID, &p.NetworkID, &p.PodID, &p.MAC, &ips, &p.DeviceOwner, &created, &p.MobilitySeq, &dup); err != nil {
+	if err := s.Scan(&p.ID, &p.NetworkID, &p.PodID, &p.MAC, &ips, &p.DeviceOwner, &created, &p.MobilitySeq, &dup, &p.ProjectID); err != nil {
 		return p, err
 	}
 	p.Duplicate = dup != 0
@@ -109,8 +111,8 @@ var ErrDuplicateID = fmt.Errorf("%w id", ErrDuplicate)
 // InsertPort adds a port; ErrDuplicateID for an existing id, ErrDuplicate for
 // a MAC already in the network.
 func (t *Tx) InsertPort(ctx context.Context, p model.Port) error {
-	_, err := t.exec(ctx, `INSERT INTO ports (`+portCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ID, p.NetworkID, p.PodID, p.MAC, jsonList(p.IPs), p.DeviceOwner, micros(p.CreatedAt), p.MobilitySeq, boolInt(p.Duplicate))
+	_, err := t.exec(ctx, `INSERT INTO ports (`+portCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ID, p.NetworkID, p.PodID, p.MAC, jsonList(p.IPs), p.DeviceOwner, micros(p.CreatedAt), p.MobilitySeq, boolInt(p.Duplicate), p.ProjectID)
 	if err != nil {
 		// Which constraint, from the driver's message: a lookup after the
 		// failure would run in an aborted PostgreSQL transaction.
@@ -119,6 +121,7 @@ func (t *Tx) InsertPort(ctx context.Context, p model.Port) error {
 		}
 		return fmt.Errorf("insert port %s: %w", p.ID, err)
 	}
+	t.record(p.NetworkID, p.ID)
 	return nil
 }
 
@@ -129,6 +132,7 @@ func (t *Tx) UpdatePort(ctx context.Context, p model.Port) error {
 	if err != nil {
 		return fmt.Errorf("update port %s: %w", p.ID, err)
 	}
+	t.record(p.NetworkID, p.ID)
 	return nil
 }
 
@@ -172,13 +176,15 @@ func (t *Tx) CountDuplicates(ctx context.Context) (int, error) {
 
 // DeletePort removes a port.
 func (t *Tx) DeletePort(ctx context.Context, id string) error {
-	r, err := t.exec(ctx, `DELETE FROM ports WHERE id = ?`, id)
-	if err != nil {
-		return fmt.Errorf("delete port %s: %w", id, err)
-	}
-	if n, _ := r.RowsAffected(); n == 0 {
+	var network string
+	err := t.queryRow(ctx, `DELETE FROM ports WHERE id = ? RETURNING network_id`, id).Scan(&network)
+	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("port %s: %w", id, ErrNotFound)
 	}
+	if err != nil {
+		return fmt.Errorf("delete port %s: %w", id, classify(err))
+	}
+	t.record(network, id)
 	return nil
 }
 
@@ -210,6 +216,7 @@ func (t *Tx) ListPorts(ctx context.Context, f model.PortFilter, p model.Page) (m
 	if f.Duplicate {
 		where = append(where, "duplicate <> 0")
 	}
+	where, args = projectClause(where, args, f.ProjectIDs)
 	q, args, limit := pageClause(p, where, args)
 	rows, err := t.query(ctx, `SELECT `+portCols+` FROM ports`+q, args...)
 	if err != nil {

@@ -174,8 +174,8 @@ func collect[T any](rows *sql.Rows, scan func(interface{ Scan(...any) error }) (
 
 // InsertNetwork adds a network row (allocations are separate).
 func (t *Tx) InsertNetwork(ctx context.Context, n model.Network) error {
-	_, err := t.exec(ctx, `INSERT INTO networks (id, name, type, az_hints, external, segmentation_id, physical_network, created_at, managed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		n.ID, n.Name, n.Type, jsonList(n.AZHints), boolInt(n.External), n.SegmentationID, n.PhysicalNetwork, micros(n.CreatedAt), n.ManagedBy)
+	_, err := t.exec(ctx, `INSERT INTO networks (id, name, type, az_hints, external, segmentation_id, physical_network, created_at, managed_by, project_id, shared) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		n.ID, n.Name, n.Type, jsonList(n.AZHints), boolInt(n.External), n.SegmentationID, n.PhysicalNetwork, micros(n.CreatedAt), n.ManagedBy, n.ProjectID, boolInt(n.Shared))
 	if err != nil {
 		return fmt.Errorf("insert network %s: %w", n.ID, err)
 	}
@@ -188,6 +188,7 @@ func (t *Tx) SetSegmentation(ctx context.Context, id string, segmentationID int,
 	if _, err := t.exec(ctx, `UPDATE networks SET segmentation_id = ?, physical_network = ? WHERE id = ?`, segmentationID, physnet, id); err != nil {
 		return fmt.Errorf("store segmentation id of %s: %w", id, err)
 	}
+	t.record(id, "")
 	return nil
 }
 
@@ -196,6 +197,7 @@ func (t *Tx) RenameNetwork(ctx context.Context, id, name string) error {
 	if _, err := t.exec(ctx, `UPDATE networks SET name = ? WHERE id = ?`, name, id); err != nil {
 		return fmt.Errorf("rename network %s: %w", id, err)
 	}
+	t.record(id, "")
 	return nil
 }
 
@@ -209,22 +211,23 @@ func (t *Tx) DeleteNetwork(ctx context.Context, id string) error {
 	if n, _ := r.RowsAffected(); n == 0 {
 		return fmt.Errorf("network %s: %w", id, ErrNotFound)
 	}
+	t.record(id, "")
 	return nil
 }
 
 // networkSelect reads networks with their options (a row only when set).
 const networkSelect = `SELECT n.id, n.name, n.type, n.az_hints, n.external, n.segmentation_id, n.physical_network, n.created_at,
-	COALESCE(o.gateway_per_pod, 0), n.managed_by FROM networks n LEFT JOIN network_options o ON o.network_id = n.id`
+	COALESCE(o.gateway_per_pod, 0), n.managed_by, n.project_id, n.shared FROM networks n LEFT JOIN network_options o ON o.network_id = n.id`
 
 func scanNetwork(s interface{ Scan(...any) error }) (model.Network, error) {
 	var n model.Network
 	var hints string
-	var ext, perPod int
+	var ext, perPod, shared int
 	var created int64
-	if err := s.Scan(&n.ID, &n.Name, &n.Type, &hints, &ext, &n.SegmentationID, &n.PhysicalNetwork, &created, &perPod, &n.ManagedBy); err != nil {
+	if err := s.Scan(&n.ID, &n.Name, &n.Type, &hints, &ext, &n.SegmentationID, &n.PhysicalNetwork, &created, &perPod, &n.ManagedBy, &n.ProjectID, &shared); err != nil {
 		return n, err
 	}
-	n.External, n.GatewayPerPod = ext != 0, perPod != 0
+	n.External, n.GatewayPerPod, n.Shared = ext != 0, perPod != 0, shared != 0
 	n.CreatedAt = fromMicros(created)
 	var err error
 	n.AZHints, err = parseList(hints)
@@ -256,6 +259,7 @@ func (t *Tx) ListNetworks(ctx context.Context, f model.NetworkFilter, p model.Pa
 	if f.ManagedBy != "" {
 		where, args = append(where, "managed_by = ?"), append(args, f.ManagedBy)
 	}
+	where, args = projectClause(where, args, f.ProjectIDs)
 	q, args, limit := pageClause(p, where, args)
 	rows, err := t.query(ctx, networkSelect+q, args...)
 	if err != nil {
@@ -266,6 +270,18 @@ func (t *Tx) ListNetworks(ctx context.Context, f model.NetworkFilter, p model.Pa
 		return model.List[model.Network]{}, fmt.Errorf("list networks: %w", err)
 	}
 	return pageOf(items, limit, func(n model.Network) string { return n.ID }), nil
+}
+
+// projectClause narrows a list to projects (none: no narrowing).
+func projectClause(where []string, args []any, projects []string) ([]string, []any) {
+	if len(projects) == 0 {
+		return where, args
+	}
+	where = append(where, "project_id IN ("+placeholders(len(projects))+")")
+	for _, p := range projects {
+		args = append(args, p)
+	}
+	return where, args
 }
 
 // --- allocations ---
@@ -335,6 +351,7 @@ func (t *Tx) InsertSegment(ctx context.Context, g model.Segment) error {
 	if err != nil {
 		return fmt.Errorf("insert segment %s/%s: %w", g.NetworkID, g.PodID, err)
 	}
+	t.record(g.NetworkID, "")
 	return nil
 }
 
@@ -345,6 +362,7 @@ func (t *Tx) UpdateSegment(ctx context.Context, g model.Segment) error {
 	if err != nil {
 		return fmt.Errorf("update segment %s/%s: %w", g.NetworkID, g.PodID, err)
 	}
+	t.record(g.NetworkID, "")
 	return nil
 }
 
@@ -353,6 +371,7 @@ func (t *Tx) DeleteSegment(ctx context.Context, networkID, podID string) error {
 	if _, err := t.exec(ctx, `DELETE FROM segments WHERE network_id = ? AND pod_id = ?`, networkID, podID); err != nil {
 		return fmt.Errorf("delete segment %s/%s: %w", networkID, podID, err)
 	}
+	t.record(networkID, "")
 	return nil
 }
 

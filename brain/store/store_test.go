@@ -232,7 +232,12 @@ func TestNetworksAndSegments(t *testing.T) {
 			if len(segs) != 2 || segs[0].PodID != "pod1" || segs[1].PodID != "pod2" {
 				t.Errorf("segments of n1, n2: %+v", segs)
 			}
-			for f, want := range map[model.NetworkFilter][]string{{}: {"n1", "n2"}, {Name: "green"}: {"n2"}, {Type: model.TypeSharedVXLAN}: {"n1"}, {Name: "blue", Type: model.TypeSharedVLAN}: {}} {
+			for _, c := range []struct {
+				f    model.NetworkFilter
+				want []string
+			}{{model.NetworkFilter{}, []string{"n1", "n2"}}, {model.NetworkFilter{Name: "green"}, []string{"n2"}}, {model.NetworkFilter{Type: model.TypeSharedVXLAN}, []string{"n1"}},
+				{model.NetworkFilter{Name: "blue", Type: model.TypeSharedVLAN}, []string{}}, {model.NetworkFilter{ProjectIDs: []string{"p9"}}, []string{}}} {
+				f, want := c.f, c.want
 				l := must[model.List[model.Network]](t)(tx.ListNetworks(ctx, f, model.Page{}))
 				if len(l.Items) != len(want) {
 					t.Errorf("filter %+v: %d networks, want %v", f, len(l.Items), want)

@@ -35,6 +35,7 @@ import (
 type flags struct {
 	pod, gatewayID                  string
 	brainURL, tokenFile, caFile     string
+	brainCert, brainKey             string
 	gossipBind, gossipAdvertise     string
 	gossipSeeds, gossipKeyFile      string
 	probeInterval, probeTimeout     time.Duration
@@ -76,6 +77,8 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 	fs.StringVar(&f.brainURL, "brain-url", "http://127.0.0.1:9696", "brain API URL, or a comma-separated list of brain replicas (on failure the agent moves to the next and resumes its watch from its revision)")
 	fs.StringVar(&f.tokenFile, "brain-token-file", "", "file holding the brain's bearer token")
 	fs.StringVar(&f.caFile, "brain-ca-file", "", "CA bundle to verify an https brain")
+	fs.StringVar(&f.brainCert, "brain-cert", "", "client certificate for an https brain that checks them (URI SAN l2span://pod/POD/gateway/ID)")
+	fs.StringVar(&f.brainKey, "brain-key", "", "key of -brain-cert")
 	fs.StringVar(&f.gossipBind, "gossip-bind", "0.0.0.0:7946", "HOST:PORT gossip listens on")
 	fs.StringVar(&f.gossipAdvertise, "gossip-advertise", "", "HOST:PORT other gateways reach this one at (default: the VTEP IP and bind port)")
 	fs.StringVar(&f.gossipSeeds, "gossip-seeds", "", "comma-separated HOST:PORT of gateways to join")
@@ -167,12 +170,10 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 		}
 		opts = append(opts, api.WithToken(strings.TrimSpace(string(b))))
 	}
-	if f.caFile != "" {
-		pool, err := tlsfiles.CAPool(f.caFile)
-		if err != nil {
-			return nil, cfg, g, fmt.Errorf("brain-ca-file: %w", err)
-		}
-		opts = append(opts, api.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	if tlsCfg, err := brainTLS(f); err != nil {
+		return nil, cfg, g, err
+	} else if tlsCfg != nil {
+		opts = append(opts, api.WithTLS(tlsCfg))
 	}
 	if cfg.Brain, err = api.NewClient(f.brainURL, opts...); err != nil {
 		return nil, cfg, g, fmt.Errorf("brain-url: %w", err)

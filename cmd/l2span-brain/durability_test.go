@@ -82,6 +82,9 @@ type brainProc struct {
 	log  string
 	done chan struct{} // closed when the process has been reaped
 	err  error         // cmd.Wait's answer, set before done closes
+	// token is the admin token the brain bootstrapped into the store (a
+	// file beside the log, kept across restarts and restores).
+	token string
 }
 
 func freeAddr(t *testing.T) string {
@@ -107,7 +110,12 @@ func startBrainProc(t *testing.T, storeURL, logPath string, extra ...string) *br
 		}
 		fmt.Fprintf(logf, "==== start %s on %s\n", time.Now().Format(time.RFC3339Nano), addr)
 		p := &brainProc{url: "http://" + addr, log: logPath, done: make(chan struct{})}
-		p.cmd = exec.Command(bin, append([]string{"--listen", addr, "--store", storeURL, "--log-level", "warn", "--poll-interval", "50ms"}, extra...)...)
+		tokenFile := filepath.Join(filepath.Dir(logPath), "admin.token")
+		args := []string{"--listen", addr, "--store", storeURL, "--log-level", "warn", "--poll-interval", "50ms"}
+		if !slices.Contains(extra, "--insecure-no-auth") {
+			args = append(args, "--bootstrap-token-file", tokenFile)
+		}
+		p.cmd = exec.Command(bin, append(args, extra...)...)
 		p.cmd.Env = childEnv()
 		p.cmd.Stdout, p.cmd.Stderr = logf, logf
 		// A test binary that dies must not leave a brain behind.
@@ -122,8 +130,16 @@ func startBrainProc(t *testing.T, storeURL, logPath string, extra ...string) *br
 			close(p.done)
 		}()
 		t.Cleanup(p.kill)
-		err = p.waitReady(30 * time.Second)
+		err = p.waitReady(30*time.Second, tlsReady)
+		if err == nil && slices.Contains(extra, "--insecure-no-auth") {
+			return p
+		}
 		if err == nil {
+			b, err := os.ReadFile(tokenFile)
+			if err != nil {
+				t.Fatalf("bootstrap token: %v", err)
+			}
+			p.token = strings.TrimSpace(string(b))
 			return p
 		}
 		p.kill()
@@ -140,8 +156,13 @@ func readLog(path string) string {
 	return string(b)
 }
 
-func (p *brainProc) waitReady(timeout time.Duration) error {
+func (p *brainProc) waitReady(timeout time.Duration, probe *tlsProbe) error {
 	hc := &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
+	url := p.url
+	if probe != nil {
+		hc.Transport = &http.Transport{Proxy: nil, TLSClientConfig: probe.config()}
+		url = strings.Replace(url, "http://", "https://", 1)
+	}
 	defer hc.CloseIdleConnections()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -150,7 +171,7 @@ func (p *brainProc) waitReady(timeout time.Duration) error {
 			return fmt.Errorf("brain exited: %v", p.err)
 		default:
 		}
-		resp, err := hc.Get(p.url + "/readyz")
+		resp, err := hc.Get(url + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -194,7 +215,7 @@ func (p *brainProc) stop(t *testing.T) {
 }
 
 func (p *brainProc) client(t *testing.T) *api.Client {
-	c, err := api.NewClient(p.url, api.WithTimeout(10*time.Second))
+	c, err := api.NewClient(p.url, api.WithTimeout(10*time.Second), api.WithToken(p.token))
 	if err != nil {
 		t.Fatal(err)
 	}

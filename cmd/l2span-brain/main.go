@@ -44,6 +44,7 @@ type config struct {
 	brain  brain.Config
 	bottom jobs.Config
 	token  string
+	sec    security
 }
 
 func parseConfig(args []string) (*config, error) {
@@ -56,7 +57,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.StringVar(&c.vniRanges, "vni-ranges", "1000:999999", "comma-separated min:max VNI ranges for shared_vxlan and mixed_vlan_vxlan networks")
 	fs.IntVar(&c.brain.DupMoves, "dup-moves", 5, "moves of a MAC between pods within dup-window that freeze it as a duplicate")
 	fs.DurationVar(&c.brain.DupWindow, "dup-window", 180*time.Second, "window of duplicate-MAC detection")
-	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the bearer token clients must send (empty: no authentication)")
+	fs.StringVar(&c.tokenFile, "token-file", "", "legacy: file holding one shared bearer token, accepted as admin (prefer issued tokens: l2spanctl token create)")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (with -tls-key: serve HTTPS)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file")
 	fs.DurationVar(&c.poll, "poll-interval", time.Second, "how often to look for changes made by other brain replicas (PostgreSQL tells at once by LISTEN/NOTIFY; this is the fallback)")
@@ -66,6 +67,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&c.checkConfig, "check-config", false, "validate the configuration and exit")
+	c.addSecurityFlags(fs)
 	fs.StringVar(&c.backupTo, "backup-to", "", "write a consistent copy of the SQLite store to `FILE` and exit (safe while a brain serves it)")
 	if err := flagfile.Parse(fs, args); err != nil {
 		return nil, err
@@ -102,6 +104,9 @@ func parseConfig(args []string) (*config, error) {
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return nil, errors.New("tls-cert and tls-key go together")
+	}
+	if err := c.checkSecurity(); err != nil {
+		return nil, err
 	}
 	if c.brain.DupMoves < 2 {
 		return nil, fmt.Errorf("dup-moves %d: want at least 2", c.brain.DupMoves)
@@ -207,16 +212,20 @@ func run(ctx context.Context, c *config, log *slog.Logger) error {
 		return err
 	}
 	hub.Notify(rev)
-	opts := httpapi.Options{Logger: log}
-	if c.token != "" {
-		opts.Auth = httpapi.BearerTokens(c.token)
+	auth, err := authOptions(ctx, c, svc, log)
+	if err != nil {
+		return err
 	}
-	api := httpapi.New(svc, hub, opts)
+	tlsCfg, err := serverTLS(c)
+	if err != nil {
+		return err
+	}
+	api := httpapi.New(svc, hub, httpapi.Options{Logger: log, Auth: auth})
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", c.listen, err)
 	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsCfg}
 	hubCtx, cancelHub := context.WithCancel(ctx)
 	defer cancelHub()
 	go hub.Run(hubCtx, c.keepChanges)
@@ -231,7 +240,7 @@ func run(ctx context.Context, c *config, log *slog.Logger) error {
 	errc := make(chan error, 1)
 	go func() {
 		if c.tlsCert != "" {
-			errc <- srv.ServeTLS(ln, c.tlsCert, c.tlsKey)
+			errc <- srv.ServeTLS(ln, "", "")
 		} else {
 			errc <- srv.Serve(ln)
 		}

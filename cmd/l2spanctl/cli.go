@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/l2span/l2span/brain/api"
+	"github.com/l2span/l2span/internal/tlsfiles"
 )
 
 const (
@@ -32,6 +34,7 @@ type env struct {
 	brainURL  string
 	token     string
 	tokenFile string
+	caFile    string
 	timeout   time.Duration
 	client    *api.Client
 }
@@ -55,6 +58,13 @@ func (e *env) api() (*api.Client, error) {
 	opts := []api.Option{api.WithTimeout(e.timeout)}
 	if token != "" {
 		opts = append(opts, api.WithToken(token))
+	}
+	if e.caFile != "" {
+		pool, err := tlsfiles.CAPool(e.caFile)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, api.WithTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
 	}
 	c, err := api.NewClient(e.brainURL, opts...)
 	if err != nil {
@@ -181,6 +191,7 @@ func globalFlags(e *env) *flag.FlagSet {
 	fs.StringVar(&e.brainURL, "brain", brainURL, "brain API `URL` (env "+envBrainURL+")")
 	fs.StringVar(&e.token, "token", os.Getenv(envToken), "bearer `TOKEN` for the brain (env "+envToken+")")
 	fs.StringVar(&e.tokenFile, "token-file", "", "read the bearer token from `FILE`")
+	fs.StringVar(&e.caFile, "ca-file", os.Getenv("L2SPAN_CA_FILE"), "CA bundle that signs an https brain's certificate (env L2SPAN_CA_FILE)")
 	fs.StringVar(&e.format, "o", "table", "output `FORMAT`: table or json")
 	fs.DurationVar(&e.timeout, "timeout", 30*time.Second, "`DURATION` of each API request (watches are not bounded)")
 	return fs

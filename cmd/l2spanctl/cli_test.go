@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +33,9 @@ type testBrain struct {
 	url    string
 	client *api.Client
 	srv    *httptest.Server
+	// token is an admin token the brain issued; ctl sends it unless the
+	// arguments name a token themselves.
+	token string
 }
 
 // startBrain runs an in-process brain over SQLite in a temp dir.
@@ -50,7 +54,11 @@ func startBrain(t *testing.T, opts httpapi.Options) *testBrain {
 	opts.Logger = log
 	srv := httptest.NewServer(httpapi.New(svc, hub, opts))
 	go hub.Run(ctx, 0)
-	c, err := api.NewClient(srv.URL)
+	_, token, err := svc.CreateToken(ctx, brain.TokenSpec{Role: "admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := api.NewClient(srv.URL, api.WithToken(token))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +69,7 @@ func startBrain(t *testing.T, opts httpapi.Options) *testBrain {
 		svc.Close()
 		st.Close()
 	})
-	return &testBrain{url: srv.URL, client: c, srv: srv}
+	return &testBrain{url: srv.URL, client: c, srv: srv, token: token}
 }
 
 type result struct {
@@ -72,7 +80,11 @@ type result struct {
 // ctl runs l2spanctl against b.
 func (b *testBrain) ctl(t *testing.T, args ...string) result {
 	t.Helper()
-	return ctlRaw(t, append([]string{"--brain", b.url}, args...)...)
+	pre := []string{"--brain", b.url}
+	if b.token != "" && !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--token") }) {
+		pre = append(pre, "--token", b.token)
+	}
+	return ctlRaw(t, append(pre, args...)...)
 }
 
 func ctlRaw(t *testing.T, args ...string) result {
@@ -309,7 +321,8 @@ func TestConnectionAndAuth(t *testing.T) {
 		t.Errorf("bad url: exit %d stderr %q", r.code, r.err)
 	}
 
-	b := startBrain(t, httpapi.Options{Auth: httpapi.BearerTokens("s3cret")})
+	b := startBrain(t, httpapi.Options{Auth: httpapi.AuthOptions{Legacy: []string{"s3cret"}}})
+	b.token = ""
 	t.Setenv(envToken, "")
 	if r := b.fails(t, 1, "pod", "list"); !strings.Contains(r.err, "missing bearer token") {
 		t.Errorf("no token: %q", r.err)
@@ -356,7 +369,7 @@ func TestBashCompletion(t *testing.T) {
 		t.Fatal(err)
 	}
 	probe := `source "$1"
-for line in "l2spanctl net" "l2spanctl network |" "l2spanctl port create net1 --p"; do
+for line in "l2spanctl net" "l2spanctl network |" "l2spanctl port create net1 --po"; do
 	line=${line%|}
 	COMP_WORDS=($line); [ "${line: -1}" = " " ] && COMP_WORDS+=("")
 	COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _l2spanctl; echo "${COMPREPLY[*]}"

@@ -18,6 +18,7 @@ func groups() []*group {
 		{name: "gateway", summary: "gateways registered by agents", cmds: gatewayCommands()},
 		{name: "agent", summary: "an agent's own view of its dataplane (read from the agent, not the brain)", cmds: agentCommands()},
 		{name: "job", summary: "durable jobs on bottom clouds (bottom networks, subnets, ports)", cmds: jobCommands()},
+		{name: "token", summary: "API tokens: issue per-role credentials, list, revoke (admin)", cmds: tokenCommands()},
 		{name: "state", summary: "a pod's desired state (what its gateways program), or a watch of it", leaf: stateCommand()},
 	}
 }

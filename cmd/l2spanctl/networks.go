@@ -36,6 +36,8 @@ func networkCreateCommand() *command {
 			fs.BoolVar(&req.External, "external", false, "external network (its one --az-hint names a pod)")
 			fs.IntVar(&req.SegmentationID, "segmentation-id", 0, "request VLAN id or VNI `N` instead of allocating one")
 			fs.StringVar(&req.PhysicalNetwork, "physical-network", "", "`PHYSNET` of a shared_vlan network's VLAN id")
+			fs.StringVar(&req.ProjectID, "project", "", "Neutron `PROJECT` id owning the network")
+			fs.BoolVar(&req.Shared, "shared", false, "ports of other projects may join the network")
 			return func(e *env, args []string) error {
 				if err := required(fs, "type"); err != nil {
 					return err

@@ -18,6 +18,7 @@ func portCommands() []*command {
 				fs.StringVar(&p.MAC, "mac", "", "the port's `MAC` (required)")
 				fs.Var(&ips, "ip", "the port's `IP` address; repeatable or comma-separated")
 				fs.StringVar(&p.DeviceOwner, "device-owner", "", "Neutron device_owner `OWNER`, e.g. compute:nova or network:dhcp")
+				fs.StringVar(&p.ProjectID, "project", "", "Neutron `PROJECT` id of the port")
 				fs.StringVar(&p.ID, "id", "", "port `ID` (default: the brain picks a UUID)")
 				return func(e *env, args []string) error {
 					if err := required(fs, "pod", "mac"); err != nil {

@@ -89,7 +89,7 @@ func TestStateWatch(t *testing.T) {
 			var out, errb syncBuffer
 			done := make(chan int)
 			go func() {
-				done <- run(ctx, []string{"--brain", b.url, "-o", format, "state", "pod1", "--watch"}, &out, &errb)
+				done <- run(ctx, []string{"--brain", b.url, "--token", b.token, "-o", format, "state", "pod1", "--watch"}, &out, &errb)
 			}()
 
 			waitFor(t, &out, "fa:16:3e:00:00:03") // the snapshot
@@ -102,7 +102,7 @@ func TestStateWatch(t *testing.T) {
 			waitFor(t, &errb, "reconnecting from revision")
 			// A fresh client: the cut also killed the test client's kept-alive
 			// connections, and a POST is not retried on one (EOF).
-			fresh, err := api.NewClient(b.url)
+			fresh, err := api.NewClient(b.url, api.WithToken(b.token))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -140,6 +140,7 @@ type lab struct {
 	bin       string
 	brain     *proc
 	client    *api.Client
+	tokenDir  string           // the bootstrap admin token and one agent token per gateway
 	agents    map[string]*proc // by gateway id
 	gws       map[string]*netns.Gateway
 	seeds     []string
@@ -180,10 +181,13 @@ func newLab(t testing.TB) *lab {
 		}
 	})
 	l.brain = startProc(t, l.rig.Underlay, "brain", l.bin+"/l2span-brain", "--listen", brainAddr+":9696",
-		"--store", "sqlite://"+filepath.Join(dir, "brain.db"), "--vni-ranges", "4000:4999", "--poll-interval", "50ms")
+		"--store", "sqlite://"+filepath.Join(dir, "brain.db"), "--vni-ranges", "4000:4999", "--poll-interval", "50ms",
+		// The underlay is a private netns: tokens, no TLS (make run shows TLS).
+		"--insecure-plaintext", "--bootstrap-token-file", filepath.Join(dir, "admin.token"))
 	// The test reaches the brain from inside the underlay namespace.
 	l.transport = nsTransport(l.rig.Underlay)
-	l.client, err = api.NewClient("http://"+brainAddr+":9696", api.WithTransport(l.transport))
+	l.tokenDir = dir
+	l.client, err = api.NewClient("http://"+brainAddr+":9696", api.WithTransport(l.transport), api.WithToken(waitFile(t, filepath.Join(dir, "admin.token"))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,6 +249,7 @@ func (l *lab) startAgent(gw *netns.Gateway, opts ...agentOpt) *proc {
 		"--gossip-bind", gw.VTEP.String() + ":7946", "--gossip-seeds", strings.Join(l.seeds, ","),
 		"--local-interface", "seg{vni}", "--state-dir", filepath.Join(l.t.TempDir(), id), "--metrics-listen", "",
 		"--resync-interval", "5s", "--log-level", "debug", "--bpf-pin-dir", filepath.Join(l.bpffs, id)}
+	args = append(args, "--brain-token-file", l.agentToken(gw.Pod, id))
 	for _, o := range opts {
 		o(&args)
 	}
@@ -305,4 +310,37 @@ func pingAll(t *testing.T, vms []*netns.VM, within time.Duration) {
 			}
 		}
 	}
+}
+
+// waitFile waits for path (written by a process starting) and returns its
+// trimmed content.
+func waitFile(t testing.TB, path string) string {
+	t.Helper()
+	var b []byte
+	eventually(t, 15*time.Second, "file "+path, func() (err error) {
+		b, err = os.ReadFile(path)
+		if err == nil && len(b) == 0 {
+			err = fmt.Errorf("empty")
+		}
+		return err
+	})
+	return strings.TrimSpace(string(b))
+}
+
+// agentToken is the file of an agent token bound to pod and gateway id,
+// issued once per lab and reused when the agent restarts.
+func (l *lab) agentToken(pod, id string) string {
+	l.t.Helper()
+	path := filepath.Join(l.tokenDir, "agent-"+id+".token")
+	if _, err := os.Stat(path); err == nil {
+		return path
+	}
+	k, err := l.client.CreateToken(context.Background(), api.TokenCreate{Role: api.RoleAgent, PodID: pod, GatewayID: id})
+	if err != nil {
+		l.t.Fatalf("agent token for %s: %v", id, err)
+	}
+	if err := os.WriteFile(path, []byte(k.Token+"\n"), 0o600); err != nil {
+		l.t.Fatal(err)
+	}
+	return path
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 
+	"github.com/l2span/l2span/brain/api"
 	"github.com/l2span/l2span/test/netns"
 )
 
@@ -124,7 +125,15 @@ func TestNeutronPortReachesRemoteGateway(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cmd := exec.Command("ip", "netns", "exec", gw.Name(), bin, "--pod", gw.Pod, "--gateway-id", gw.Pod+"-gw",
+		tok, err := brainClient().CreateToken(context.Background(), api.TokenCreate{Role: api.RoleAgent, PodID: gw.Pod, GatewayID: gw.Pod + "-gw"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokFile := filepath.Join(t.TempDir(), "agent.token")
+		if err := os.WriteFile(tokFile, []byte(tok.Token), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cmd := exec.Command("ip", "netns", "exec", gw.Name(), bin, "--pod", gw.Pod, "--gateway-id", gw.Pod+"-gw", "--brain-token-file", tokFile,
 			"--brain-url", "http://"+brainIP+":9696", "--vtep", gw.VTEP.String(), "--underlay-dev", gw.UnderlayDev,
 			"--gossip-bind", gw.VTEP.String()+":7946", "--gossip-seeds", seeds, "--local-interface", "seg{vni}",
 			"--state-dir", t.TempDir(), "--metrics-listen", "", "--bpf=false", "--gossip-key-file", keyFile)

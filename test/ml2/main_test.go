@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -79,6 +80,15 @@ func setup(tmp string) error {
 	}
 	c := brainClient()
 	ctx := context.Background()
+	// Neutron's driver runs with a driver token, as in production.
+	drv, err := c.CreateToken(ctx, api.TokenCreate{Role: api.RoleDriver, Description: "neutron-server"})
+	if err != nil {
+		return fmt.Errorf("driver token: %w", err)
+	}
+	tokenFile := filepath.Join(tmp, "driver.token")
+	if err := os.WriteFile(tokenFile, []byte(drv.Token+"\n"), 0o600); err != nil {
+		return err
+	}
 	// az3 has an agent but no pod; az4 has two pods (for external networks).
 	for _, p := range []api.Pod{{ID: "pod1", AZ: "az1"}, {ID: "pod2", AZ: "az2"}, {ID: "pod4", AZ: "az4"}, {ID: "pod5", AZ: "az4"}} {
 		if _, err := c.CreatePod(ctx, p); err != nil {
@@ -96,6 +106,7 @@ func setup(tmp string) error {
 		Agents:           []neutrontest.Agent{{Host: "dhcp-a", AZ: "az1"}, {Host: hostB, AZ: "az2"}, {Host: "dhcp-c", AZ: "az3"}, {Host: "dhcp-d", AZ: "az4"}},
 		Config: `[l2span]
 brain_url = http://` + addr + `
+token_file = ` + tokenFile + `
 host_pod_map = ` + hostA + `:pod1
 timeout = 3
 validate_timeout = 1
@@ -153,7 +164,7 @@ func needRig(t *testing.T) {
 }
 
 func brainClient() *api.Client {
-	c, err := api.NewClient("http://"+rig.brain.addr, api.WithTimeout(5*time.Second))
+	c, err := api.NewClient("http://"+rig.brain.addr, api.WithTimeout(5*time.Second), api.WithToken(rig.brain.token))
 	if err != nil {
 		panic(err)
 	}
@@ -174,6 +185,7 @@ func freeAddr() (string, error) {
 type brainProc struct {
 	bin, addr, store, log string
 	cmd                   *exec.Cmd
+	token                 string // the bootstrap admin token
 	done                  chan struct{}
 }
 
@@ -187,7 +199,8 @@ func (b *brainProc) start() error {
 	// adopts the VNIs of Neutron's VXLAN networks and allocates its own only
 	// for networks Neutron has no id for (flat -> mixed_vlan_vxlan).
 	b.cmd = exec.Command(b.bin, "--listen", b.addr, "--store", b.store, "--log-level", "warn",
-		"--vni-ranges", "9000:9999", "--vlan-ranges", "physnet1:100:200", "--poll-interval", "50ms")
+		"--vni-ranges", "9000:9999", "--vlan-ranges", "physnet1:100:200", "--poll-interval", "50ms",
+		"--bootstrap-token-file", b.adminFile())
 	b.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET=")
 	b.cmd.Stdout, b.cmd.Stderr = logf, logf
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -207,7 +220,9 @@ func (b *brainProc) start() error {
 		if resp, err := hc.Get("http://" + b.addr + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return nil
+				tok, err := os.ReadFile(b.adminFile())
+				b.token = strings.TrimSpace(string(tok))
+				return err
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -390,3 +405,7 @@ func brainPort(ctx context.Context, id string) (*api.Port, error) {
 	}
 	return &p, nil
 }
+
+// adminFile is where the brain writes its bootstrap admin token (kept
+// across restarts: the store keeps the token).
+func (b *brainProc) adminFile() string { return b.store[len("sqlite://"):] + ".admin-token" }

@@ -15,7 +15,13 @@ OPTS = [
                      'https://brain1:9696,https://brain2:9696; a request '
                      'that cannot reach one tries the next.'),
     cfg.StrOpt('token', secret=True,
-               help='Bearer token the brain expects (its --token-file).'),
+               help='A driver token of the brain (l2spanctl token create '
+                    '--role driver [--project ID]...), or the legacy '
+                    'shared token of its --token-file.'),
+    cfg.StrOpt('token_file',
+               help='File holding the token (read at start); used when '
+                    'token is not set, so the secret stays out of '
+                    'neutron.conf.'),
     cfg.StrOpt('ca_file',
                help='CA bundle to verify an https brain_url.'),
     cfg.BoolOpt('insecure', default=False,

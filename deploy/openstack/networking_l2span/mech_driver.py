@@ -110,8 +110,12 @@ class L2spanMechanismDriver(api.MechanismDriver):
     def initialize(self):
         conf = cfg.CONF.l2span
         self.conf = conf
+        token = conf.token
+        if not token and conf.token_file:
+            with open(conf.token_file) as f:
+                token = f.read().strip()
         self.client = brain_client.BrainClient(
-            conf.brain_url, token=conf.token, ca_file=conf.ca_file,
+            conf.brain_url, token=token, ca_file=conf.ca_file,
             timeout=conf.timeout, insecure=conf.insecure)
         self.type_map = config.type_map()
         path = conf.journal_path or os.path.join(
@@ -273,6 +277,11 @@ class L2spanMechanismDriver(api.MechanismDriver):
              'az_hints': sorted(set(net.get('availability_zone_hints')
                                     or [])),
              'external': bool(net.get('router:external'))}
+        project = net.get('project_id') or net.get('tenant_id')
+        if project:
+            d['project_id'] = project
+        if net.get('shared'):
+            d['shared'] = True
         if btype == 'shared_vlan' and physnet:
             d['physical_network'] = physnet
             if ntype == 'vlan' and seg_id:
@@ -534,11 +543,15 @@ class L2spanMechanismDriver(api.MechanismDriver):
                                 plugin_context)
         if not pod:
             return None
-        return {'network_id': port['network_id'], 'pod_id': pod,
-                'mac': port['mac_address'].lower(),
-                'ips': [ip['ip_address'] for ip in port.get('fixed_ips')
-                        or []],
-                'device_owner': port.get('device_owner') or ''}
+        d = {'network_id': port['network_id'], 'pod_id': pod,
+             'mac': port['mac_address'].lower(),
+             'ips': [ip['ip_address'] for ip in port.get('fixed_ips')
+                     or []],
+             'device_owner': port.get('device_owner') or ''}
+        project = port.get('project_id') or port.get('tenant_id')
+        if project:
+            d['project_id'] = project
+        return d
 
     def _check_port(self, context):
         """Refuse, inside the transaction, a binding the brain would refuse.
