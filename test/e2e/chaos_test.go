@@ -50,14 +50,23 @@ func newChaosLab(t *testing.T) *chaosLab {
 	// namespace, where the server's 127.0.0.1 is not).
 	l.brain.kill(syscall.SIGTERM)
 	dsn := chaosDSN(t)
+	admin := filepath.Join(t.TempDir(), "admin.token")
 	for i, port := range []int{9696, 9697} {
-		c.brains = append(c.brains, startProc(t, l.rig.Underlay, fmt.Sprintf("brain-%c", 'a'+i), l.bin+"/l2span-brain",
-			"--listen", fmt.Sprintf("%s:%d", brainAddr, port), "--store", dsn, "--vni-ranges", "4000:4999", "--poll-interval", "1s"))
+		args := []string{l.bin + "/l2span-brain", "--listen", fmt.Sprintf("%s:%d", brainAddr, port), "--store", dsn,
+			"--vni-ranges", "4000:4999", "--poll-interval", "1s", "--insecure-plaintext"}
+		if i == 0 {
+			// The first replica creates the admin token in the shared store.
+			args = append(args, "--bootstrap-token-file", admin)
+		}
+		c.brains = append(c.brains, startProc(t, l.rig.Underlay, fmt.Sprintf("brain-%c", 'a'+i), args...))
+		if i == 0 {
+			waitFile(t, admin)
+		}
 	}
 	l.brain = c.brains[0]
 	c.urls = fmt.Sprintf("http://%s:9696,http://%s:9697", brainAddr, brainAddr)
 	var err error
-	if l.client, err = api.NewClient(c.urls, api.WithTransport(l.transport)); err != nil {
+	if l.client, err = api.NewClient(c.urls, api.WithTransport(l.transport), api.WithToken(waitFile(t, admin))); err != nil {
 		t.Fatal(err)
 	}
 	l.waitBrain()

@@ -134,16 +134,34 @@ func TestUpgradeWithMigrationKeepsData(t *testing.T) {
 	t.Parallel()
 	oldDir := buildOldRelease(t)
 	l := newLab(t)
-	// The lab's brain makes way for the old release on a fresh file.
+	// The lab's brain makes way for the old release on a fresh file. Both
+	// releases take the shared bearer token of --token-file (the current
+	// one as a legacy admin token), and so do the agents.
 	l.brain.kill(syscall.SIGTERM)
 	i := slices.Index(l.brain.argv, "--store")
 	db := strings.TrimPrefix(l.brain.argv[i+1], "sqlite://")
 	for _, f := range []string{db, db + "-wal", db + "-shm"} {
 		os.Remove(f)
 	}
+	token := filepath.Join(l.tokenDir, "shared.token")
+	secret := randomKey(t)
+	if err := os.WriteFile(token, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"pod1-gw", "pod2-gw"} {
+		if err := os.WriteFile(filepath.Join(l.tokenDir, "agent-"+id+".token"), []byte(secret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	common := []string{"--listen", brainAddr + ":9696", "--store", "sqlite://" + db, "--vni-ranges", "4000:4999",
+		"--poll-interval", "50ms", "--token-file", token}
 	newBin, newDir := l.brain.argv[0], l.bin
-	l.brain.argv[0] = filepath.Join(oldDir, "l2span-brain")
+	l.brain.argv = append([]string{filepath.Join(oldDir, "l2span-brain")}, common...)
 	l.brain.restart()
+	var err error
+	if l.client, err = api.NewClient("http://"+brainAddr+":9696", api.WithTransport(l.transport), api.WithToken(secret)); err != nil {
+		t.Fatal(err)
+	}
 	l.waitBrain()
 	l.bin = oldDir // the old agents
 	u := newUpgradeLab(t, l)
@@ -159,7 +177,7 @@ func TestUpgradeWithMigrationKeepsData(t *testing.T) {
 	}
 	waitPings(t, p, 20)
 	l.brain.kill(syscall.SIGTERM)
-	l.brain.argv[0] = newBin
+	l.brain.argv = append([]string{newBin, "--insecure-plaintext"}, common...)
 	l.brain.restart()
 	l.waitBrain()
 	after, err := listAllPorts(ctx, l.client, u.net.ID)
