@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -94,4 +95,33 @@ func stopAll(cmds []*exec.Cmd) {
 			c.Wait()
 		}
 	}
+}
+
+// With the fast timers the fencing lease (200 ms) still lapses before the
+// standby can take over: kill -9 of the forwarder's agent on a live host,
+// the brain down, and broadcasts from the pod reach every other pod
+// exactly once through the switch-over.
+func TestFencingWithFastGossip(t *testing.T) {
+	t.Parallel()
+	h := newHALab(t, fastGossip...)
+	requireNft(t)
+	pod := 1
+	eventually(t, 10*time.Second, "one forwarder in pod2", func() error {
+		if h.df(pod) < 0 {
+			return fmt.Errorf("pod2 forwarders: %v %v", h.forwarding(h.gws[pod][0]), h.forwarding(h.gws[pod][1]))
+		}
+		return nil
+	})
+	caps := map[int]*capture{0: startCapture(t, h.vms[0].NS, "eth0"), 2: startCapture(t, h.vms[2].NS, "eth0")}
+	seq := 0
+	h.assertOneCopy(t, pod, "before any fault", caps, &seq)
+	h.brain.kill(syscall.SIGKILL)
+	df := h.df(pod)
+	dead, standby := h.gws[pod][df], h.gws[pod][1-df]
+	h.agents[dead.Pod+"-"+dead.Host].kill(syscall.SIGKILL)
+	h.probeThrough(t, pod, caps, &seq, "standby takes over from a dead agent (fast timers)", func() bool { return h.forwarding(standby) })
+	if !h.forwarding(dead) {
+		t.Fatal("the dead agent's kernel stopped bridging by itself: the test would not show fencing")
+	}
+	h.assertOneCopy(t, pod, "fast timers: agent of the forwarder killed", caps, &seq)
 }
