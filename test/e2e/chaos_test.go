@@ -316,8 +316,8 @@ func TestChaos(t *testing.T) {
 }
 
 // driftCheck deletes, behind the agents' backs, one FDB entry and one
-// neighbor entry of pod2's gateway and one Ucast_Macs_Remote row of the
-// hwvtep gateway; the comparison must see it (or the check could not
+// neighbor entry of pod2's gateway, then a VXLAN device of it, and one
+// Ucast_Macs_Remote row of the hwvtep gateway; the comparison must see it (or the check could not
 // fail), and the agents must put them back. It reports the repair times.
 func (c *chaosLab) driftCheck(t *testing.T) {
 	t.Helper()
@@ -347,6 +347,14 @@ func (c *chaosLab) driftCheck(t *testing.T) {
 	}
 	c.waitExact(t, "kernel drift repaired")
 	kernel := time.Since(start)
+	// A whole VXLAN device of a forwarded network goes.
+	start = time.Now()
+	gw.MustExec("ip", "link", "del", fdb[1])
+	if err := c.converged(); err == nil {
+		t.Fatalf("%s deleted behind the agent's back went unnoticed by the comparison", fdb[1])
+	}
+	c.waitExact(t, "deleted VXLAN device repaired")
+	device := time.Since(start)
 
 	rows, err := ovsdbRows(c.ovs.Socket(), "Ucast_Macs_Remote")
 	if err != nil || len(rows) == 0 {
@@ -359,8 +367,8 @@ func (c *chaosLab) driftCheck(t *testing.T) {
 		t.Fatal("a row deleted behind the hwvtep agent's back went unnoticed by the comparison")
 	}
 	c.waitExact(t, "OVSDB drift repaired")
-	t.Logf("drift behind the agents' backs repaired: kernel FDB+neighbor %s, OVSDB row %s",
-		kernel.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	t.Logf("drift behind the agents' backs repaired: kernel FDB+neighbor %s, VXLAN device with its entries %s, OVSDB row %s",
+		kernel.Round(time.Millisecond), device.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }
 
 func (c *chaosLab) waitExact(t *testing.T, what string) {
