@@ -2,6 +2,7 @@ package podrig
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -30,7 +31,8 @@ func TestShadowPort(t *testing.T) {
 		t.Fatal(err)
 	}
 	netID := net.Network["id"].(string)
-	seg := int(net.Network["provider:segmentation_id"].(float64))
+	seg64, _ := net.Network["provider:segmentation_id"].(json.Number).Int64()
+	seg := int(seg64)
 	if _, err := c.Post(ctx, c.ServiceURL("subnets"), JSON{"subnet": JSON{"network_id": netID, "cidr": "203.0.113.0/24", "ip_version": 4, "tenant_id": "t", "enable_dhcp": false}}, nil, &gophercloud.RequestOpts{OkCodes: []int{201}}); err != nil {
 		t.Fatal(err)
 	}
