@@ -55,10 +55,19 @@ type Config struct {
 	StateDir string
 	// MetricsListen serves /metrics, /healthz and /readyz; empty disables it.
 	MetricsListen string
+	// InsecureGossip says gossip runs without a key (--insecure-gossip):
+	// reported in /healthz and /dataplane.
+	InsecureGossip bool
 	// KernelWatch, when set, is the device prefix whose kernel changes
 	// trigger a reconcile (linux backend).
 	KernelWatch string
-	Logger      *slog.Logger
+	// KernelWatchBuffer sizes the kernel watch's neighbor socket buffer in
+	// bytes (0: the kernel's default).
+	KernelWatchBuffer int
+	// FenceLease is the length of the node-local fencing lease the agent
+	// renews (needs the eBPF programs); zero disables fencing.
+	FenceLease time.Duration
+	Logger     *slog.Logger
 }
 
 // withDefaults returns c with every zero field that has a default filled.
@@ -96,6 +105,8 @@ type Agent struct {
 	members Membership
 	sync    *Syncer
 	rec     *Reconciler
+	// binding counts and logs the gossip members planning ignores.
+	binding *bindingReport
 	// learner reports the switch's learned MACs (hwvtep); nil otherwise.
 	learner  *Learner
 	counters Counters
@@ -124,6 +135,12 @@ type Agent struct {
 	sick time.Time
 	// dfChanges counts networks this gateway started or stopped forwarding.
 	dfChanges prometheus.Counter
+	// watchLost counts kernel watch subscriptions lost to an overflow.
+	watchLost prometheus.Counter
+	// fencer is the fencing lease, when the eBPF programs hold one.
+	fencer Fencer
+	// fences counts times this gateway fenced itself off (gossip cut).
+	fences prometheus.Counter
 }
 
 // Counters reads the eBPF programs' packet counters by action.
@@ -156,6 +173,9 @@ func New(cfg Config, members Membership, dp vtep.Dataplane, iso Isolation) (*Age
 	}
 	a.rec = NewReconciler(ReconcilerOptions{Dataplane: dp, Isolation: iso, Plan: a.plan, Applied: a.record, Synced: a.synced,
 		Resync: cfg.Resync, Logger: cfg.Logger.With("component", "reconcile"), Registerer: a.reg})
+	if f, ok := iso.(Fencer); ok && cfg.FenceLease > 0 {
+		a.fencer = f
+	}
 	if c, ok := iso.(Counters); ok {
 		a.counters = c
 		a.registerBPFCounters(c)
@@ -169,8 +189,13 @@ func New(cfg Config, members Membership, dp vtep.Dataplane, iso Isolation) (*Age
 	}
 	a.dfChanges = prometheus.NewCounter(prometheus.CounterOpts{Name: "l2span_agent_df_changes_total",
 		Help: "Networks this gateway started or stopped forwarding as its pod's designated forwarder."})
+	a.watchLost = prometheus.NewCounter(prometheus.CounterOpts{Name: "l2span_agent_kernel_watch_resubscribes_total",
+		Help: "Kernel watch subscriptions lost (the kernel dropped notifications: ENOBUFS) and made again with a full reconcile."})
+	a.fences = prometheus.NewCounter(prometheus.CounterOpts{Name: "l2span_agent_fenced_total",
+		Help: "Times this gateway fenced its ports because it heard no gossip peer while its pod has another gateway."})
 	a.registerMetrics()
 	a.registerGossipEvents()
+	a.binding = newBindingReport(members.Name(), cfg.Logger.With("component", "gossip-binding"), a.reg)
 	return a, nil
 }
 
@@ -241,8 +266,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			WatchKernel(ctx, a.cfg.KernelWatch, a.wantsInterface, a.rec.TriggerFull, 200*time.Millisecond, a.log.With("component", "kernelwatch"))
+			WatchKernel(ctx, KernelWatchOptions{Prefix: a.cfg.KernelWatch, Relevant: a.wantsInterface, Trigger: a.rec.TriggerFull,
+				Debounce: 200 * time.Millisecond, ReceiveBuffer: a.cfg.KernelWatchBuffer, Lost: a.watchLost.Inc,
+				Log: a.log.With("component", "kernelwatch")})
 		}()
+	}
+	if a.fencer != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.runFencing(ctx, a.fencer) }()
 	}
 	if a.learner != nil {
 		wg.Add(1)
@@ -256,6 +287,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	defer stopWatchdog()
 	a.log.Info("agent running", "pod", a.cfg.Pod, "gateway", a.cfg.GatewayID, "vtep", a.cfg.VTEP, "gossip", gossipAddr(a.members))
+	if a.cfg.InsecureGossip {
+		a.log.Warn("gossip is NOT encrypted (--insecure-gossip): any host that reaches the gossip port can join; " +
+			"only members the brain has registered are honoured")
+	}
 	var err error
 	select {
 	case <-ctx.Done():

@@ -123,7 +123,15 @@ func (b *stateBrain) Watch(ctx context.Context, _ string, _ int64, _ time.Durati
 }
 
 func podState(rev int64, nets ...api.NetworkState) api.PodState {
-	return api.PodState{PodID: "pod1", Revision: rev, Networks: nets}
+	return api.PodState{PodID: "pod1", Revision: rev, Networks: nets, Gateways: testGateways}
+}
+
+// testGateways are the gateways the tests' members claim to be, as the
+// brain registered them.
+var testGateways = []api.PodGateway{
+	{ID: "gw1", PodID: "pod1", VTEP: "198.51.100.11"}, {ID: "gw1a", PodID: "pod1", VTEP: "198.51.100.11"},
+	{ID: "gw1b", PodID: "pod1", VTEP: "198.51.100.21"}, {ID: "gw2", PodID: "pod2", VTEP: "198.51.100.12"},
+	{ID: "gw2b", PodID: "pod2", VTEP: "198.51.100.22"}, {ID: "gw3", PodID: "pod3", VTEP: "198.51.100.13"},
 }
 
 // startAgent runs an agent of gw1 in pod1 until the test ends.

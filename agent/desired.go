@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -45,6 +46,9 @@ type Plan struct {
 	// Complete is whether the plan holds every network this gateway would
 	// forward if it were healthy.
 	Complete bool
+	// Ignored are the gossip members left out of the plan because the
+	// brain does not back their claim (BindMembers).
+	Ignored []IgnoredMember
 
 	// handover is the forwarding decisions the plan was made with, kept by
 	// the agent once Set ran; nil from BuildPlan alone.
@@ -135,7 +139,7 @@ func BuildPlan(in PlanInput) Plan {
 					p.Skipped = append(p.Skipped, fmt.Sprintf("network %s: port: %v", n.NetworkID, err))
 					continue
 				}
-				nw.MACs = append(nw.MACs, vtep.MACEntry{MAC: mac, VTEP: addr})
+				nw.MACs = append(nw.MACs, vtep.MACEntry{MAC: mac, VTEP: addr, Seq: uint32(min(max(rp.Seq, 0), math.MaxUint32))})
 				for _, ip := range rp.IPs {
 					a, err := netip.ParseAddr(ip)
 					if err != nil {

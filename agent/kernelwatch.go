@@ -19,15 +19,25 @@ type kernelEvents interface {
 	SubscribeNeighs(ch chan<- netlink.NeighUpdate, done <-chan struct{}, onErr func(error)) error
 }
 
-// netlinkEvents subscribes in the agent's network namespace.
-type netlinkEvents struct{}
+// netlinkEvents subscribes in the agent's network namespace. rcvbuf, when
+// set, is the neighbor socket's receive buffer: a bulk change writes
+// thousands of entries at once, and the kernel's default (~200 KB) holds
+// only a few thousand notifications. It is forced past rmem_max when the
+// agent may (CAP_NET_ADMIN), else capped by it.
+type netlinkEvents struct{ rcvbuf int }
 
 func (netlinkEvents) SubscribeLinks(ch chan<- netlink.LinkUpdate, done <-chan struct{}, onErr func(error)) error {
 	return netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{ListExisting: true, ErrorCallback: onErr})
 }
 
-func (netlinkEvents) SubscribeNeighs(ch chan<- netlink.NeighUpdate, done <-chan struct{}, onErr func(error)) error {
-	return netlink.NeighSubscribeWithOptions(ch, done, netlink.NeighSubscribeOptions{ErrorCallback: onErr})
+func (e netlinkEvents) SubscribeNeighs(ch chan<- netlink.NeighUpdate, done <-chan struct{}, onErr func(error)) error {
+	opts := netlink.NeighSubscribeOptions{ErrorCallback: onErr, ReceiveBufferSize: e.rcvbuf, ReceiveBufferForceSize: e.rcvbuf > 0}
+	err := netlink.NeighSubscribeWithOptions(ch, done, opts)
+	if err != nil && opts.ReceiveBufferForceSize {
+		opts.ReceiveBufferForceSize = false
+		err = netlink.NeighSubscribeWithOptions(ch, done, opts)
+	}
+	return err
 }
 
 // Bounds of the wait before subscribing again after a subscription failed
@@ -46,10 +56,30 @@ const (
 // dropped events: ENOBUFS) or cannot be made is made again with backoff,
 // and the events it may have missed are covered by a trigger; meanwhile the
 // periodic resync does the work. It returns when ctx ends.
-func WatchKernel(ctx context.Context, prefix string, relevant func(ifname string) bool, trigger func(), debounce time.Duration, log *slog.Logger) {
-	w := &kernelWatch{events: netlinkEvents{}, prefix: prefix, relevant: relevant, trigger: trigger, debounce: debounce,
-		log: log, names: map[int]string{}, wait: time.After}
+func WatchKernel(ctx context.Context, o KernelWatchOptions) {
+	lost := o.Lost
+	if lost == nil {
+		lost = func() {}
+	}
+	w := &kernelWatch{events: netlinkEvents{rcvbuf: o.ReceiveBuffer}, prefix: o.Prefix, relevant: o.Relevant, trigger: o.Trigger,
+		debounce: o.Debounce, log: o.Log, names: map[int]string{}, wait: time.After, lost: lost}
 	w.run(ctx)
+}
+
+// KernelWatchOptions configure WatchKernel.
+type KernelWatchOptions struct {
+	// Prefix names the agent's devices; Relevant adds other interfaces
+	// (wanted local segments).
+	Prefix   string
+	Relevant func(ifname string) bool
+	// Trigger asks for a full reconcile; bursts are coalesced over Debounce.
+	Trigger  func()
+	Debounce time.Duration
+	// ReceiveBuffer sizes the neighbor socket's buffer (0: kernel default).
+	ReceiveBuffer int
+	// Lost is called each time a subscription closed and events were lost.
+	Lost func()
+	Log  *slog.Logger
 }
 
 type kernelWatch struct {
@@ -64,6 +94,8 @@ type kernelWatch struct {
 	names map[int]string
 	// wait makes the resubscribe timer (time.After).
 	wait func(time.Duration) <-chan time.Time
+	// lost counts subscriptions that closed under the agent.
+	lost func()
 }
 
 func (w *kernelWatch) run(ctx context.Context) {
@@ -103,6 +135,7 @@ func (w *kernelWatch) run(ctx context.Context) {
 			return
 		}
 		if err == nil {
+			w.lost()
 			w.log.Warn("kernel watch subscription closed (events lost); subscribing again", "retry", backoff)
 		}
 		select {
@@ -115,7 +148,9 @@ func (w *kernelWatch) run(ctx context.Context) {
 }
 
 func (w *kernelWatch) subscribe(links chan netlink.LinkUpdate, neighs chan netlink.NeighUpdate, done chan struct{}) error {
-	onErr := func(err error) { w.log.Debug("kernel watch", "err", err) }
+	// The library reports the socket error (ENOBUFS: the kernel dropped
+	// notifications) and then closes the channel; run subscribes again.
+	onErr := func(err error) { w.log.Warn("kernel watch socket failed", "err", err) }
 	if err := w.events.SubscribeLinks(links, done, onErr); err != nil {
 		close(links) // no subscription took them
 		close(neighs)

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -78,8 +79,9 @@ func TestKernelWatchSubscribesAgainWhenTheSubscriptionCloses(t *testing.T) {
 	triggers := make(chan struct{}, 10)
 	var mu sync.Mutex
 	var waits []time.Duration
+	var lost atomic.Int32
 	w := &kernelWatch{events: k, prefix: "l2s", trigger: func() { triggers <- struct{}{} }, debounce: time.Millisecond,
-		log: testLogger(t), names: map[int]string{}, wait: func(d time.Duration) <-chan time.Time {
+		log: testLogger(t), names: map[int]string{}, lost: func() { lost.Add(1) }, wait: func(d time.Duration) <-chan time.Time {
 			mu.Lock()
 			waits = append(waits, d)
 			mu.Unlock()
@@ -105,6 +107,9 @@ func TestKernelWatchSubscribesAgainWhenTheSubscriptionCloses(t *testing.T) {
 
 	second.overflow()
 	k.next(t, "subscription after the second overflow")
+	if n := lost.Load(); n != 2 {
+		t.Fatalf("%d lost subscriptions counted, want 2", n)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if len(waits) != 2 || waits[0] != minResubscribe || waits[1] != 2*minResubscribe {

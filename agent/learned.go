@@ -171,6 +171,7 @@ func (l *Learner) Sync(ctx context.Context) error {
 		fwd = l.forwarded()
 	}
 	want := map[netMAC]string{} // -> IP ("" if none)
+	seqs := map[netMAC]vtep.LocalMAC{}
 	var order []netMAC
 	for _, m := range l.src.LocalMACs() {
 		nw, ok := netOf[m.VNI]
@@ -181,6 +182,7 @@ func (l *Learner) Sync(ctx context.Context) error {
 		if _, dup := want[k]; dup {
 			continue
 		}
+		seqs[k] = m
 		ip := ""
 		if m.IP.IsValid() {
 			ip = m.IP.String()
@@ -211,7 +213,7 @@ func (l *Learner) Sync(ctx context.Context) error {
 			}
 			continue
 		}
-		if err := l.claim(ctx, k, want[k]); err != nil {
+		if err := l.claim(ctx, k, want[k], seqs[k]); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -255,7 +257,12 @@ func (l *Learner) Sync(ctx context.Context) error {
 
 // claim makes the brain place the MAC in this pod: a move of the port
 // that has it elsewhere, or a new learned port.
-func (l *Learner) claim(ctx context.Context, k netMAC, ip string) error {
+//
+// With a sequenced source (EVPN), the move carries the fabric's MAC
+// Mobility sequence: a report not newer than the brain's placement is the
+// fabric's stale route (it withdraws it once it sees the newer one) and is
+// left alone, unless the fabric holds the MAC sticky (static).
+func (l *Learner) claim(ctx context.Context, k netMAC, ip string, m vtep.LocalMAC) error {
 	other, err := l.brain.ListPorts(ctx, api.ListOptions{Filters: map[string]string{"network_id": k.network, "mac": k.mac}})
 	if err != nil {
 		return fmt.Errorf("look up %s in network %s: %w", k.mac, k.network, err)
@@ -271,6 +278,14 @@ func (l *Learner) claim(ctx context.Context, k netMAC, ip string) error {
 			return nil
 		}
 		seq := p.MobilitySeq + 1
+		if m.Sequenced {
+			if int64(m.Seq) <= p.MobilitySeq && !m.Sticky {
+				l.log.Debug("fabric's route older than the brain's placement; not a move", "network", k.network,
+					"mac", k.mac, "pod", p.PodID, "fabric_seq", m.Seq, "mobility_seq", p.MobilitySeq)
+				return nil
+			}
+			seq = max(seq, int64(m.Seq))
+		}
 		_, err := l.brain.UpdatePort(ctx, p.ID, api.PortUpdate{PodID: &l.pod, MobilitySeq: &seq})
 		if api.IsStatus(err, http.StatusConflict) {
 			l.log.Warn("move of a learned MAC refused; left", "network", k.network, "mac", k.mac, "from", p.PodID, "err", err)

@@ -39,7 +39,17 @@ func (a *Agent) plan() (Plan, bool) {
 	in.members, in.self, in.pod = a.members.Members(), a.members.Name(), a.cfg.Pod
 	in.handover = a.handover
 	in.localIf, in.populateMACs, in.ownDVRMAC = a.localIf, a.cfg.PopulateMACs, a.cfg.DVRMAC
-	return planFor(in)
+	p, ok := planFor(in)
+	switch {
+	case ok:
+		a.binding.note(p.Ignored)
+	case in.haveState && in.state.Gateways == nil:
+		if ok, _ := a.binding.limit.Allow("\x00no-gateway-list"); ok {
+			a.log.Warn("the desired state lists no registered gateways (a brain or cache older than gossip binding): " +
+				"keeping the dataplane as it is until the brain sends them")
+		}
+	}
+	return p, ok
 }
 
 // planFor is the plan for in, and false while there is nothing to plan:
@@ -50,6 +60,15 @@ func planFor(in planInputs) (Plan, bool) {
 	if in.settleAt.IsZero() || in.now.Before(in.settleAt) || !in.haveState {
 		return Plan{}, false
 	}
+	// Only members the brain backs take part in forwarder election and
+	// FDB targeting. A state without the list (nil) comes from a brain or
+	// a cache older than that rule: honouring everyone would let strangers
+	// in, honouring no one would flush what works, so nothing is planned.
+	if in.state.Gateways == nil {
+		return Plan{}, false
+	}
+	var ignored []IgnoredMember
+	in.members, ignored = BindMembers(in.members, in.state.Gateways)
 	live := map[string]bool{}
 	for _, m := range in.members {
 		if m.Live() {
@@ -78,6 +97,7 @@ func planFor(in planInputs) (Plan, bool) {
 	p.RetryAt = retry
 	p.Complete = len(p.Config.Networks) >= wouldForward(in.state, in.members, in.self, in.pod)
 	p.handover = h
+	p.Ignored = ignored
 	return p, true
 }
 

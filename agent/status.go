@@ -49,6 +49,8 @@ func (a *Agent) registerMetrics() {
 			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "l2span_agent_healthy", Help: "1 while the dataplane takes its plan."},
 			func() float64 { return b2f(a.Healthy()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "l2span_agent_gossip_insecure", Help: "1 when gossip runs without a key (--insecure-gossip)."},
+			func() float64 { return b2f(a.cfg.InsecureGossip) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "l2span_agent_plan_conflicts",
 			Help: "Entries of the last plan left out because another entry claimed the same MAC or IP."},
 			func() float64 {
@@ -56,7 +58,7 @@ func (a *Agent) registerMetrics() {
 				defer a.mu.Unlock()
 				return float64(a.attempted.Conflicts)
 			}),
-		a.dfChanges,
+		a.dfChanges, a.watchLost, a.fences,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 }
@@ -95,6 +97,15 @@ func (a *Agent) registerGossipEvents() {
 		"suspect": func(s gossip.Stats) uint64 { return s.Suspects }, "leave": func(s gossip.Stats) uint64 { return s.Leaves },
 		"death": func(s gossip.Stats) uint64 { return s.Deaths }, "bad_meta": func(s gossip.Stats) uint64 { return s.BadMeta },
 	}
+	for reason, get := range map[string]func(gossip.Stats) uint64{
+		gossip.RefusedUnencrypted: func(s gossip.Stats) uint64 { return s.RefusedUnencrypted },
+		gossip.RefusedBadKey:      func(s gossip.Stats) uint64 { return s.RefusedBadKey },
+	} {
+		a.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "l2span_agent_gossip_refused_total", Help: "Gossip packets and streams refused for their encryption (no key, wrong key), by reason.",
+			ConstLabels: prometheus.Labels{"reason": reason},
+		}, func() float64 { return float64(get(a.members.Stats())) }))
+	}
 	for name, get := range events {
 		a.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "l2span_agent_gossip_events_total", Help: "Gossip membership events seen by this agent, by event.",
@@ -116,6 +127,10 @@ func (a *Agent) handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		if !a.Healthy() {
 			http.Error(w, "dataplane failing", http.StatusServiceUnavailable)
+			return
+		}
+		if a.cfg.InsecureGossip {
+			fmt.Fprintln(w, "ok (insecure gossip: no key, --insecure-gossip)")
 			return
 		}
 		fmt.Fprintln(w, "ok")
@@ -152,6 +167,18 @@ func (a *Agent) dataplaneView(ctx context.Context) api.AgentDataplane {
 	}
 	a.mu.Unlock()
 	v.Revision = a.sync.Status().Revision
+	v.InsecureGossip = a.cfg.InsecureGossip
+	for _, i := range a.binding.Current() {
+		m := i.Member
+		im := api.AgentIgnoredMember{Name: m.Name, Pod: m.Meta.Pod, GatewayID: m.Meta.GatewayID, Reason: i.Reason}
+		if m.Addr.IsValid() {
+			im.Addr = m.Addr.String()
+		}
+		if m.Meta.VTEP.IsValid() {
+			im.VTEP = m.Meta.VTEP.String()
+		}
+		v.IgnoredMembers = append(v.IgnoredMembers, im)
+	}
 	for _, n := range p.Config.Networks {
 		v.Networks = append(v.Networks, api.AgentNetwork{VNI: n.VNI, LocalInterface: n.LocalInterface, MACs: len(n.MACs), Flood: len(n.Flood), Neighbors: len(n.Neighbors)})
 	}
@@ -180,6 +207,15 @@ func (a *Agent) status() *api.GatewayStatus {
 	if a.counters != nil {
 		if m, err := a.counters.Counters(); err == nil {
 			st.Counters = m
+		}
+	}
+	if ss, ok := a.dp.(vtep.SessionSource); ok {
+		for _, s := range ss.Sessions() {
+			bs := api.BGPSession{Peer: s.Peer, RemoteAS: s.RemoteAS, State: s.State, Received: s.Received, Advertised: s.Advertised}
+			if !s.Since.IsZero() {
+				bs.Since = &s.Since
+			}
+			st.BGPSessions = append(st.BGPSessions, bs)
 		}
 	}
 	return st

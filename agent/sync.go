@@ -157,6 +157,15 @@ func (s *Syncer) apply(ev api.WatchEvent) error {
 		})
 		s.state.Networks = nets
 		s.state.Revision = ev.Revision
+	case api.EventHeartbeat:
+		// The brain hears us: a watch resumed at the current revision gets
+		// only heartbeats until something changes.
+		if s.have && !s.connected {
+			s.log.Info("brain watch up", "revision", s.state.Revision)
+			s.connected = true
+		}
+		s.mu.Unlock()
+		return nil
 	default:
 		s.mu.Unlock()
 		return nil

@@ -31,6 +31,9 @@ const (
 	ActionDroppedND = "dropped_nd"
 	// ActionDroppedRA counts IPv6 router advertisements.
 	ActionDroppedRA = "dropped_ra"
+	// ActionFenced counts frames dropped because the agent's fencing lease
+	// expired while armed (see lease.go).
+	ActionFenced = "fenced"
 )
 
 var actions = [...]string{
@@ -43,6 +46,7 @@ var actions = [...]string{
 	ActionDroppedARP,
 	ActionDroppedND,
 	ActionDroppedRA,
+	ActionFenced,
 }
 
 // Actions lists every counter name, in a stable order, so that an exporter

@@ -39,6 +39,7 @@ enum action {
 	ACT_DROPPED_ARP,
 	ACT_DROPPED_ND,
 	ACT_DROPPED_RA,
+	ACT_FENCED,
 	ACT_MAX,
 };
 
@@ -115,6 +116,33 @@ struct {
 	__uint(max_entries, ACT_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } l2s_counters SEC(".maps");
+
+// lease is the agent's node-local fencing lease (one element). While armed,
+// a gateway whose agent stopped renewing it (dead, hung, or withdrawn on
+// purpose) drops every frame between its overlay and its pod at the local
+// port: it fails closed, so a standby that took over is the only forwarder.
+// Unarmed (a pod with no other gateway), nothing is dropped: a lone gateway
+// keeps forwarding while its agent restarts.
+struct lease {
+	__u64 expires_ns; // CLOCK_MONOTONIC (bpf_ktime_get_ns)
+	__u32 armed;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct lease);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} l2s_lease SEC(".maps");
+
+static __always_inline int fenced(void)
+{
+	__u32 k = 0;
+	struct lease *l = bpf_map_lookup_elem(&l2s_lease, &k);
+	return l && l->armed && bpf_ktime_get_ns() > l->expires_ns;
+}
 
 struct vlan_hdr {
 	__be16 tci;
@@ -372,6 +400,10 @@ static __always_inline __u32 classify_to_overlay(struct __sk_buff *skb)
 SEC("tc")
 int l2s_to_overlay(struct __sk_buff *skb)
 {
+	if (fenced()) {
+		count(ACT_FENCED);
+		return TC_ACT_SHOT;
+	}
 	__u32 act = classify_to_overlay(skb);
 	count(act);
 	return act == ACT_PASSED_TO_OVERLAY ? TC_ACT_UNSPEC : TC_ACT_SHOT;
@@ -380,6 +412,10 @@ int l2s_to_overlay(struct __sk_buff *skb)
 SEC("tc")
 int l2s_to_pod(struct __sk_buff *skb)
 {
+	if (fenced()) {
+		count(ACT_FENCED);
+		return TC_ACT_SHOT;
+	}
 	struct ethhdr *eth = AT(skb, 0, sizeof(*eth));
 	if (!eth) {
 		count(ACT_PASSED_TO_POD);

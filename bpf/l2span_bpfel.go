@@ -33,6 +33,13 @@ type l2spanGwVal struct {
 	V6 [8][16]uint8
 }
 
+type l2spanLease struct {
+	_         structs.HostLayout
+	ExpiresNs uint64
+	Armed     uint32
+	Pad       uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -41,6 +48,7 @@ const (
 	l2spanMapL2sDvr        = "l2s_dvr"
 	l2spanMapL2sGwip       = "l2s_gwip"
 	l2spanMapL2sGwipHi     = "l2s_gwip_hi"
+	l2spanMapL2sLease      = "l2s_lease"
 	l2spanProgL2sToOverlay = "l2s_to_overlay"
 	l2spanProgL2sToPod     = "l2s_to_pod"
 )
@@ -99,6 +107,7 @@ type l2spanMapSpecs struct {
 	L2sDvr      *ebpf.MapSpec `ebpf:"l2s_dvr"`
 	L2sGwip     *ebpf.MapSpec `ebpf:"l2s_gwip"`
 	L2sGwipHi   *ebpf.MapSpec `ebpf:"l2s_gwip_hi"`
+	L2sLease    *ebpf.MapSpec `ebpf:"l2s_lease"`
 }
 
 // l2spanVariableSpecs contains global variables before they are loaded into the kernel.
@@ -131,6 +140,7 @@ type l2spanMaps struct {
 	L2sDvr      *ebpf.Map `ebpf:"l2s_dvr"`
 	L2sGwip     *ebpf.Map `ebpf:"l2s_gwip"`
 	L2sGwipHi   *ebpf.Map `ebpf:"l2s_gwip_hi"`
+	L2sLease    *ebpf.Map `ebpf:"l2s_lease"`
 }
 
 func (m *l2spanMaps) Close() error {
@@ -139,6 +149,7 @@ func (m *l2spanMaps) Close() error {
 		m.L2sDvr,
 		m.L2sGwip,
 		m.L2sGwipHi,
+		m.L2sLease,
 	)
 }
 

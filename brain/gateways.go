@@ -22,9 +22,9 @@ func (s *Service) RegisterGateway(ctx context.Context, g model.Gateway) (model.G
 	}
 	g.VTEP = vtep.String()
 	switch g.Backend {
-	case "linux", "hwvtep":
+	case "linux", "hwvtep", "evpn":
 	default:
-		return g, invalid("backend", "%q must be linux or hwvtep", g.Backend)
+		return g, invalid("backend", "%q must be linux, hwvtep or evpn", g.Backend)
 	}
 	if g.DVRMAC != "" {
 		if g.DVRMAC, err = normalizeMAC("dvr_mac", g.DVRMAC); err != nil {
@@ -38,6 +38,17 @@ func (s *Service) RegisterGateway(ctx context.Context, g model.Gateway) (model.G
 		} else if err != nil {
 			return err
 		}
+		// A new gateway, or one whose pod or VTEP changed, changes what
+		// every pod's agents honour in gossip; a refresh changes nothing.
+		old, err := tx.GetGateway(ctx, g.ID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			tx.Changed(model.AllNetworks)
+		case err != nil:
+			return err
+		case old.PodID != g.PodID || old.VTEP != g.VTEP:
+			tx.Changed(model.AllNetworks)
+		}
 		return tx.UpsertGateway(ctx, g)
 	})
 	return g, err
@@ -45,7 +56,10 @@ func (s *Service) RegisterGateway(ctx context.Context, g model.Gateway) (model.G
 
 // DeleteGateway removes a gateway.
 func (s *Service) DeleteGateway(ctx context.Context, id string) error {
-	return s.write(ctx, func(tx *store.Tx) error { return tx.DeleteGateway(ctx, id) })
+	return s.write(ctx, func(tx *store.Tx) error {
+		tx.Changed(model.AllNetworks)
+		return tx.DeleteGateway(ctx, id)
+	})
 }
 
 // GetGateway returns a gateway.

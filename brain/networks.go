@@ -14,7 +14,13 @@ import (
 
 // CreateNetwork creates a top network and allocates its segmentation id.
 func (s *Service) CreateNetwork(ctx context.Context, req NetworkCreate) (model.Network, error) {
-	n := model.Network{ID: uuid.NewString(), Name: req.Name, Type: req.Type, External: req.External, GatewayPerPod: req.GatewayPerPod, CreatedAt: s.now()}
+	n := model.Network{ID: uuid.NewString(), Name: req.Name, Type: req.Type, External: req.External, GatewayPerPod: req.GatewayPerPod, ManagedBy: req.ManagedBy, CreatedAt: s.now()}
+	if err := clientID(&n.ID, req.ID); err != nil {
+		return n, err
+	}
+	if err := checkManagedBy(req.ManagedBy); err != nil {
+		return n, err
+	}
 	if len(req.Name) > 255 {
 		return n, invalid("name", "must be at most 255 characters")
 	}
@@ -51,7 +57,7 @@ func (s *Service) CreateNetwork(ctx context.Context, req NetworkCreate) (model.N
 			}
 		}
 		if err := tx.InsertNetwork(ctx, n); err != nil {
-			return err
+			return idClash("network", n.ID, err)
 		}
 		if err := drv.allocate(ctx, tx, &n, req); err != nil {
 			return err
@@ -86,7 +92,11 @@ func (s *Service) UpdateNetwork(ctx context.Context, id string, u NetworkUpdate)
 		if err != nil {
 			return err
 		}
-		if u.AZHints != nil {
+		if u.External != nil && *u.External != n.External {
+			if err := s.setExternal(ctx, tx, &n, *u.External, u.AZHints); err != nil {
+				return err
+			}
+		} else if u.AZHints != nil {
 			want := slices.Compact(slices.Sorted(slices.Values(*u.AZHints)))
 			if want == nil {
 				want = []string{}

@@ -34,7 +34,13 @@ func podState(ctx context.Context, tx *store.Tx, podID string) (state.PodState, 
 	if err != nil {
 		return state.PodState{PodID: podID}, err
 	}
-	return state.Pod(podID, rev, nets, pods), nil
+	gws, err := tx.GatewayClaims(ctx)
+	if err != nil {
+		return state.PodState{PodID: podID}, err
+	}
+	st := state.Pod(podID, rev, nets, pods)
+	st.Gateways = state.Gateways(gws)
+	return st, nil
 }
 
 // networkRows reads what the projection needs of the overlay networks that

@@ -146,7 +146,7 @@ func (s *Service) spreadTo(ctx context.Context, tx *store.Tx, pn *portNetwork, p
 				other = k
 			}
 		}
-		return conflict("pod_id", "network %s is local and already lives in pod %s; it cannot reach pod %s", n.ID, other, podID)
+		return conflict("pod_id", "%s is local and already lives in pod %s; it cannot reach pod %s", netLabel(n), other, podID)
 	}
 	seg := drv.segment(n, podID)
 	seg.CreatedAt = s.now()
@@ -175,7 +175,7 @@ func (s *Service) insertPort(ctx context.Context, tx *store.Tx, p *model.Port, c
 			return conflict("id", "port %s already exists", p.ID)
 		}
 		if errors.Is(err, store.ErrDuplicate) {
-			return conflict("mac", "MAC %s is already used by another port of network %s", p.MAC, pn.net.ID)
+			return conflict("mac", "MAC %s is already used by another port of %s", p.MAC, netLabel(pn.net))
 		}
 		return err
 	}
@@ -190,12 +190,12 @@ func inScope(n model.Network, pod model.Pod) error {
 	}
 	if n.External {
 		if pod.ID != n.AZHints[0] {
-			return conflict("pod_id", "external network %s lives in pod %s only; pod %s is outside it", n.ID, n.AZHints[0], pod.ID)
+			return conflict("pod_id", "external %s lives in pod %s only; pod %s is outside it", netLabel(n), n.AZHints[0], pod.ID)
 		}
 		return nil
 	}
 	if !slices.Contains(n.AZHints, pod.AZ) {
-		return conflict("pod_id", "pod %s is in availability zone %s, outside network %s's az_hints %v", pod.ID, pod.AZ, n.ID, n.AZHints)
+		return conflict("pod_id", "pod %s is in availability zone %s, outside %s's az_hints %v", pod.ID, pod.AZ, netLabel(n), n.AZHints)
 	}
 	return nil
 }

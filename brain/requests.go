@@ -2,10 +2,14 @@ package brain
 
 // NetworkCreate asks for a top network.
 type NetworkCreate struct {
-	Name     string
-	Type     string
-	AZHints  []string
-	External bool
+	// ID is the id the client wants (the ML2 driver passes Neutron's); ""
+	// lets the brain choose one.
+	ID        string
+	ManagedBy string
+	Name      string
+	Type      string
+	AZHints   []string
+	External  bool
 	// SegmentationID requests a specific VLAN id or VNI (admin).
 	SegmentationID  int
 	PhysicalNetwork string
@@ -19,6 +23,9 @@ type NetworkCreate struct {
 type NetworkUpdate struct {
 	Name    *string
 	AZHints *[]string
+	// External switches a network to or from external; it changes
+	// az_hints with it (a pod id when external, AZs when not).
+	External *bool
 }
 
 // SegmentReport is the bottom segment a pod chose for a mixed_vlan_vxlan

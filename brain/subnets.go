@@ -13,7 +13,11 @@ import (
 
 // CreateSubnet adds a subnet to a network.
 func (s *Service) CreateSubnet(ctx context.Context, sn model.Subnet) (model.Subnet, error) {
+	want := sn.ID
 	sn.ID = uuid.NewString()
+	if err := clientID(&sn.ID, want); err != nil {
+		return sn, err
+	}
 	sn.CreatedAt = s.now()
 	if sn.NetworkID == "" {
 		return sn, invalid("network_id", "is required")
@@ -58,7 +62,7 @@ func (s *Service) CreateSubnet(ctx context.Context, sn model.Subnet) (model.Subn
 		if err := s.bottomNetworkChanged(ctx, tx, sn.NetworkID); err != nil {
 			return err
 		}
-		return tx.InsertSubnet(ctx, sn)
+		return idClash("subnet", sn.ID, tx.InsertSubnet(ctx, sn))
 	})
 	return sn, err
 }

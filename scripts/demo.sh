@@ -39,6 +39,11 @@ for ns in $(ip netns list | awk '{print $1}' | grep "^$P-" || true); do ip netns
 in_ns() { local ns=$1; shift; ip netns exec "$P-$ns" "$@"; }
 ctl() { in_ns ul "$BIN/l2spanctl" --brain http://198.51.100.1:9696 "$@"; }
 
+# One gossip key for every gateway (docs/install.md): without it anyone on
+# the underlay could join the gateways' gossip.
+head -c 32 /dev/urandom | base64 >"$WORK/gossip.key"
+chmod 600 "$WORK/gossip.key"
+
 # The agents pin their eBPF programs and maps in a private bpffs.
 mkdir -p "$WORK/bpffs" && mount -t bpf bpf "$WORK/bpffs"
 
@@ -92,7 +97,7 @@ for i in 1 2; do
 	# the agent
 	ip netns exec $P-p$i-gw "$BIN/l2span-agent" --pod pod$i --gateway-id pod$i-gw --brain-url http://198.51.100.1:9696 \
 		--vtep 198.51.100.1$i --underlay-dev ul0 --gossip-bind 198.51.100.1$i:7946 \
-		--gossip-seeds 198.51.100.11:7946,198.51.100.12:7946 --local-interface 'seg{vni}' \
+		--gossip-seeds 198.51.100.11:7946,198.51.100.12:7946 --gossip-key-file "$WORK/gossip.key" --local-interface 'seg{vni}' \
 		--state-dir "$WORK/agent$i" --metrics-listen 127.0.0.1:9697 --bpf-pin-dir "$WORK/bpffs/agent$i" \
 		>"$WORK/agent$i.log" 2>&1 &
 	PIDS+=($!)

@@ -29,6 +29,7 @@ neutron-server
 python3-openstackclient
 rabbitmq-server
 neutron-linuxbridge-agent
+frr
 "
 
 say() { printf 'deps: %s\n' "$*"; }

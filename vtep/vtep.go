@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"time"
 )
 
 // Config is the complete desired state of one gateway's overlay dataplane.
@@ -42,6 +43,10 @@ type Network struct {
 type MACEntry struct {
 	MAC  net.HardwareAddr
 	VTEP netip.Addr
+	// Seq is the brain's mobility sequence of the MAC's port (how often it
+	// moved between pods); the EVPN backend sends it as the MAC Mobility
+	// extended community. Backends without sequence numbers ignore it.
+	Seq uint32
 }
 
 // Neighbor binds a remote IP to its MAC.
@@ -83,6 +88,25 @@ type MACSource interface {
 	LocalMACsChanged() <-chan struct{}
 }
 
+// SessionSource is a dataplane that speaks a routing protocol to its
+// pod's fabric (EVPN): Sessions is each neighbor's state now.
+type SessionSource interface {
+	Sessions() []Session
+}
+
+// Session is one BGP neighbor of a SessionSource.
+type Session struct {
+	Peer     string
+	RemoteAS uint32
+	// State is "established", "idle", "active", "connect", ...
+	State string
+	// Since is when the session came up; zero when it is not up.
+	Since time.Time
+	// Received and Advertised count the routes accepted from and sent to
+	// the neighbor.
+	Received, Advertised int
+}
+
 // LocalMAC is a MAC a dataplane learned on its own local ports, in a network
 // it owns.
 type LocalMAC struct {
@@ -90,8 +114,17 @@ type LocalMAC struct {
 	MAC net.HardwareAddr
 	// IP is the address the dataplane saw with the MAC; invalid when none.
 	IP netip.Addr
-	// Locator is the dataplane's own tunnel endpoint for the MAC.
+	// Locator is the tunnel endpoint behind which the dataplane reaches
+	// the MAC (the switch's own, or the fabric VTEP that advertised it).
 	Locator netip.Addr
+	// Sequenced says the dataplane carries MAC mobility sequence numbers
+	// (EVPN): Seq is the fabric's, and a MAC whose Seq is not newer than
+	// the brain's placement elsewhere is a stale report, not a move.
+	Sequenced bool
+	Seq       uint32
+	// Sticky is a static MAC of the pod (MAC Mobility sticky bit): it
+	// stays in this pod whatever the sequence numbers say.
+	Sticky bool
 }
 
 // Normalize is NormalizeConflicts without the report, for backends: the

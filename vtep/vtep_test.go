@@ -29,14 +29,14 @@ func TestNormalizeConflicts(t *testing.T) {
 	}{
 		{
 			name:      "sorted, exact duplicates merged silently",
-			in:        Network{MACs: []MACEntry{{hw(2), vtepB}, {hw(1), vtepA}, {hw(2), vtepB}}, Neighbors: []Neighbor{{ip2, hw(2)}, {ip1, hw(1)}, {ip1, hw(1)}}},
-			macs:      []MACEntry{{hw(1), vtepA}, {hw(2), vtepB}},
+			in:        Network{MACs: []MACEntry{{MAC: hw(2), VTEP: vtepB}, {MAC: hw(1), VTEP: vtepA}, {MAC: hw(2), VTEP: vtepB}}, Neighbors: []Neighbor{{ip2, hw(2)}, {ip1, hw(1)}, {ip1, hw(1)}}},
+			macs:      []MACEntry{{MAC: hw(1), VTEP: vtepA}, {MAC: hw(2), VTEP: vtepB}},
 			neighbors: []Neighbor{{ip1, hw(1)}, {ip2, hw(2)}},
 		},
 		{
 			name: "a MAC behind two VTEPs: the lowest stays",
-			in:   Network{MACs: []MACEntry{{hw(1), vtepC}, {hw(1), vtepA}, {hw(1), vtepC}, {hw(1), vtepB}}},
-			macs: []MACEntry{{hw(1), vtepA}},
+			in:   Network{MACs: []MACEntry{{MAC: hw(1), VTEP: vtepC}, {MAC: hw(1), VTEP: vtepA}, {MAC: hw(1), VTEP: vtepC}, {MAC: hw(1), VTEP: vtepB}}},
+			macs: []MACEntry{{MAC: hw(1), VTEP: vtepA}},
 			conflicts: []string{
 				"vni 7: mac 02:00:00:00:00:01 claimed by both 192.0.2.1 and 192.0.2.2; kept 192.0.2.1",
 				"vni 7: mac 02:00:00:00:00:01 claimed by both 192.0.2.1 and 192.0.2.3; kept 192.0.2.1",

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/l2span/l2span/internal/logevery"
 )
 
 // State of a member as this agent sees it.
@@ -89,6 +91,12 @@ type Stats struct {
 	Leaves   uint64 // a member left gracefully
 	Deaths   uint64 // a member was declared dead
 	BadMeta  uint64 // a member's meta could not be decoded
+	// RefusedUnencrypted counts plain-text streams (joins, push/pull) refused
+	// because gossip is encrypted here.
+	RefusedUnencrypted uint64
+	// RefusedBadKey counts packets and streams no installed key decrypts
+	// (a wrong key; on UDP also a stranger's plain-text packet).
+	RefusedBadKey uint64
 }
 
 // deadRetention is how long dead and left members stay in Members.
@@ -129,6 +137,11 @@ type Gossip struct {
 	metaBytes []byte
 	members   map[string]*Member
 	stats     Stats
+	// probes tracks this node's own probes (liveness.go).
+	probes probes
+
+	// refusedLog limits the warnings about refused peers, per address.
+	refusedLog *logevery.Limiter
 }
 
 // New validates cfg and meta and starts listening; it joins nobody until
@@ -152,6 +165,8 @@ func New(cfg Config, meta Meta) (*Gossip, error) {
 		meta:      meta.normalized(),
 		metaBytes: enc,
 		members:   make(map[string]*Member),
+
+		refusedLog: logevery.New(refusedLogEvery),
 	}
 
 	mc := memberlist.DefaultLANConfig()
@@ -169,6 +184,7 @@ func New(cfg Config, meta Meta) (*Gossip, error) {
 	d := &delegate{g}
 	mc.Delegate = d
 	mc.Events = d
+	mc.Ping = pingDelegate{g}
 	mc.Alive = d
 	mc.Conflict = d
 	mc.Logger = log.New(logWriter{g}, "", 0)
@@ -438,6 +454,7 @@ func (g *Gossip) markSuspect(name string) {
 		g.stats.Suspects++
 	}
 	g.mu.Unlock()
+	g.probes.fail(name)
 	if ok {
 		g.log.Debug("gossip: member suspect", "node", name)
 		g.notify()
@@ -546,6 +563,7 @@ func (w logWriter) Write(p []byte) (int, error) {
 		}
 	}
 	msg = strings.TrimPrefix(msg, "memberlist: ")
+	w.g.noteRefused(msg)
 	if name, ok := strings.CutPrefix(msg, "Suspect "); ok {
 		if name, ok := strings.CutSuffix(name, " has failed, no acks received"); ok {
 			w.g.markSuspect(name)

@@ -320,6 +320,25 @@ func TestWrongKeyCannotJoin(t *testing.T) {
 			t.Errorf("%s sees %d members", g.Name(), len(ms))
 		}
 	}
+	// The seed counted both strangers' attempts, each by its reason.
+	waitFor(t, 2*time.Second, "the seed counts the refused joins", func() bool {
+		s := gs[0].Stats()
+		return s.RefusedUnencrypted > 0 && s.RefusedBadKey > 0
+	})
+}
+
+func TestRefusalClassifiesMemberlistLines(t *testing.T) {
+	for msg, want := range map[string][2]string{
+		"failed to receive: encryption is configured but remote state is not encrypted from=192.0.2.9:40001": {RefusedUnencrypted, "192.0.2.9:40001"},
+		"failed to receive: no installed keys could decrypt the message from=192.0.2.9:40002":                {RefusedBadKey, "192.0.2.9:40002"},
+		"Decrypt packet failed: no installed keys could decrypt the message from=192.0.2.9:7946":             {RefusedBadKey, "192.0.2.9:7946"},
+		"failed to receive: EOF from=192.0.2.9:40003":                                                        {"", ""},
+		"Suspect gw-1 has failed, no acks received":                                                          {"", ""},
+	} {
+		if r, from := refusal(msg); r != want[0] || from != want[1] {
+			t.Errorf("refusal(%q) = %q, %q; want %q, %q", msg, r, from, want[0], want[1])
+		}
+	}
 }
 
 func TestKeyRotation(t *testing.T) {

@@ -24,6 +24,7 @@ const DefaultWeight uint16 = 100
 const (
 	BackendLinux  = "linux"
 	BackendHWVTEP = "hwvtep"
+	BackendEVPN   = "evpn"
 )
 
 // metaVersion is the version of the wire encoding of Meta. A decoder
@@ -46,7 +47,7 @@ type Meta struct {
 	GatewayID string
 	// VTEP is the gateway's tunnel endpoint on the inter-pod underlay.
 	VTEP netip.Addr
-	// Backend is BackendLinux or BackendHWVTEP.
+	// Backend is BackendLinux, BackendHWVTEP or BackendEVPN.
 	Backend string
 	// DVRMAC is the gateway's own DVR MAC registered in its local
 	// Neutron; optional.
@@ -76,8 +77,8 @@ func (m Meta) Validate() error {
 		return errors.New("meta: vtep is not set")
 	case m.VTEP.Zone() != "":
 		return fmt.Errorf("meta: vtep %s has a zone", m.VTEP)
-	case m.Backend != BackendLinux && m.Backend != BackendHWVTEP:
-		return fmt.Errorf("meta: backend %q is not %q or %q", m.Backend, BackendLinux, BackendHWVTEP)
+	case m.Backend != BackendLinux && m.Backend != BackendHWVTEP && m.Backend != BackendEVPN:
+		return fmt.Errorf("meta: backend %q is not %q, %q or %q", m.Backend, BackendLinux, BackendHWVTEP, BackendEVPN)
 	case len(m.DVRMAC) > 20:
 		return fmt.Errorf("meta: dvr mac has %d bytes", len(m.DVRMAC))
 	}

@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -35,9 +37,12 @@ func IsStatus(err error, status int) bool {
 	return errors.As(err, &e) && e.Status == status
 }
 
-// Client talks to one brain.
+// Client talks to a brain, or to several replicas of one (on one
+// PostgreSQL): it sticks to the replica that answered last and moves to the
+// next when that one cannot be reached (see failover.go).
 type Client struct {
-	base  *url.URL
+	bases []*url.URL
+	cur   atomic.Int64
 	http  *http.Client
 	token string
 	// stream is used for watches: no overall timeout.
@@ -53,7 +58,8 @@ func WithToken(token string) Option { return func(c *Client) { c.token = token }
 // WithTLS sets the TLS configuration (CA, client certificate).
 func WithTLS(cfg *tls.Config) Option {
 	return func(c *Client) {
-		c.http.Transport = &http.Transport{TLSClientConfig: cfg, Proxy: nil}
+		dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}
+		c.http.Transport = &http.Transport{TLSClientConfig: cfg, Proxy: nil, DialContext: dialer.DialContext}
 		c.stream.Transport = c.http.Transport
 	}
 }
@@ -66,26 +72,30 @@ func WithTransport(rt http.RoundTripper) Option {
 // WithTimeout sets the timeout of non-watch requests (default 30s).
 func WithTimeout(d time.Duration) Option { return func(c *Client) { c.http.Timeout = d } }
 
-// NewClient returns a client for the brain at baseURL (http(s)://host:port).
+// NewClient returns a client for the brain at baseURL (http(s)://host:port),
+// or for the replicas in a comma-separated list of such URLs.
 func NewClient(baseURL string, opts ...Option) (*Client, error) {
-	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("brain url %q: want http(s)://host:port", baseURL)
+	bases, err := parseBases(baseURL)
+	if err != nil {
+		return nil, err
 	}
 	// No proxy from the environment: the brain is reached directly.
-	tr := &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}
-	c := &Client{base: u, http: &http.Client{Timeout: 30 * time.Second, Transport: tr}, stream: &http.Client{Transport: tr}}
+	// A replica whose host is gone must not hold a connect for the OS's
+	// minutes-long timeout: the next one is tried instead.
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 15 * time.Second}
+	tr := &http.Transport{Proxy: nil, DialContext: dialer.DialContext, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second}
+	c := &Client{bases: bases, http: &http.Client{Timeout: 30 * time.Second, Transport: tr}, stream: &http.Client{Transport: tr}}
 	for _, o := range opts {
 		o(c)
 	}
 	return c, nil
 }
 
-// URL returns the brain's base URL.
-func (c *Client) URL() string { return c.base.String() }
+// URL returns the base URL of the brain replica in use.
+func (c *Client) URL() string { return c.bases[c.current()].String() }
 
-func (c *Client) newRequest(ctx context.Context, method, path string, q url.Values, body any) (*http.Request, error) {
-	u := *c.base
+func (c *Client) newRequest(ctx context.Context, base *url.URL, method, path string, q url.Values, body any) (*http.Request, error) {
+	u := *base
 	u.Path += path
 	if len(q) > 0 {
 		u.RawQuery = q.Encode()
@@ -112,13 +122,9 @@ func (c *Client) newRequest(ctx context.Context, method, path string, q url.Valu
 }
 
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body, out any) error {
-	req, err := c.newRequest(ctx, method, path, q, body)
+	resp, err := c.send(ctx, c.http, method, path, q, body)
 	if err != nil {
 		return err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -346,6 +352,8 @@ func (c *Client) PodState(ctx context.Context, pod string) (PodState, error) {
 // Watch streams the pod's state events after since (0: start with a
 // snapshot) to fn until ctx ends, the stream breaks, or fn fails. It returns
 // the error that ended it; the caller reconnects with the last revision seen.
+// Heartbeats reach fn too: a watch resumed at the current revision hears
+// nothing else, and the first heartbeat (sent at once) says it is up.
 // idle bounds the wait for any line (heartbeats included); 0 means 45s.
 func (c *Client) Watch(ctx context.Context, pod string, since int64, idle time.Duration, fn func(WatchEvent) error) error {
 	if idle <= 0 {
@@ -354,11 +362,9 @@ func (c *Client) Watch(ctx context.Context, pod string, since int64, idle time.D
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	q := url.Values{"watch": {"true"}, "since": {strconv.FormatInt(since, 10)}}
-	req, err := c.newRequest(ctx, http.MethodGet, "/v1/pods/"+url.PathEscape(pod)+"/state", q, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.stream.Do(req)
+	// A watch that cannot start on one replica starts on the next, from the
+	// same revision: the state the caller holds stays valid.
+	resp, err := c.send(ctx, c.stream, http.MethodGet, "/v1/pods/"+url.PathEscape(pod)+"/state", q, nil)
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", pod, err)
 	}
@@ -393,9 +399,6 @@ func (c *Client) Watch(ctx context.Context, pod string, since int64, idle time.D
 		var ev WatchEvent
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			return fmt.Errorf("watch %s: decode event: %w", pod, err)
-		}
-		if ev.Type == EventHeartbeat {
-			continue
 		}
 		if err := fn(ev); err != nil {
 			return err

@@ -46,17 +46,23 @@ type Network struct {
 	PhysicalNetwork string `json:"physical_network,omitempty"`
 	// GatewayPerPod gives each pod its own gateway IP (Tricircle's way)
 	// instead of the same (anycast) gateway IP in every pod.
-	GatewayPerPod bool      `json:"gateway_per_pod,omitempty"`
-	Segments      []Segment `json:"segments,omitempty"`
-	CreatedAt     time.Time `json:"created_at"`
+	GatewayPerPod bool `json:"gateway_per_pod,omitempty"`
+	// ManagedBy names the system that owns the network ("neutron").
+	ManagedBy string    `json:"managed_by,omitempty"`
+	Segments  []Segment `json:"segments,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
 }
 
 // NetworkCreate is the body of POST /v1/networks.
 type NetworkCreate struct {
-	Name     string   `json:"name"`
-	Type     string   `json:"type"`
-	AZHints  []string `json:"az_hints"`
-	External bool     `json:"external,omitempty"`
+	// ID is optional: a client that has its own id (Neutron's) passes it,
+	// a lowercase UUID; 409 if a network has it already.
+	ID        string   `json:"id,omitempty"`
+	ManagedBy string   `json:"managed_by,omitempty"`
+	Name      string   `json:"name"`
+	Type      string   `json:"type"`
+	AZHints   []string `json:"az_hints"`
+	External  bool     `json:"external,omitempty"`
 	// SegmentationID requests a specific VLAN id or VNI (admin).
 	SegmentationID  int    `json:"segmentation_id,omitempty"`
 	PhysicalNetwork string `json:"physical_network,omitempty"`
@@ -71,6 +77,9 @@ type NetworkCreate struct {
 type NetworkUpdate struct {
 	Name    *string   `json:"name,omitempty"`
 	AZHints *[]string `json:"az_hints,omitempty"`
+	// External switches the network to or from external, with az_hints
+	// (exactly one pod id when external, AZs when not).
+	External *bool `json:"external,omitempty"`
 }
 
 // Segment is the piece of a top network inside one pod.
@@ -187,6 +196,19 @@ type GatewayStatus struct {
 	BrainConnected bool `json:"brain_connected"`
 	// Counters are the eBPF programs' packet counters by action.
 	Counters map[string]uint64 `json:"counters,omitempty"`
+	// BGPSessions are an EVPN gateway's sessions to its pod's fabric.
+	BGPSessions []BGPSession `json:"bgp_sessions,omitempty"`
+}
+
+// BGPSession is one BGP neighbor of an EVPN gateway.
+type BGPSession struct {
+	Peer     string `json:"peer"`
+	RemoteAS uint32 `json:"remote_as"`
+	State    string `json:"state"`
+	// Since is when the session came up (absent while it is down).
+	Since      *time.Time `json:"since,omitempty"`
+	Received   int        `json:"received"`
+	Advertised int        `json:"advertised"`
 }
 
 // List is a page of results. Next is the marker for the following page, empty
@@ -216,6 +238,16 @@ type PodState struct {
 	Networks []NetworkState `json:"networks"`
 	// DVRBaseMACs maps every other pod with a dvr_base_mac to its prefix.
 	DVRBaseMACs map[string]string `json:"dvr_base_macs,omitempty"`
+	// Gateways are every pod's registered gateways: an agent honours a
+	// gossip member only if its pod, VTEP and gateway id are listed here.
+	Gateways []PodGateway `json:"gateways"`
+}
+
+// PodGateway is a registered gateway as pod states carry it.
+type PodGateway struct {
+	ID    string `json:"id"`
+	PodID string `json:"pod_id"`
+	VTEP  string `json:"vtep"`
 }
 
 // NetworkState is one spanned network as seen from one pod.
@@ -292,6 +324,22 @@ type AgentDataplane struct {
 	// Skipped says what of the last plan could not be placed (a MAC or IP
 	// claimed twice, a bad dvr_base_mac, ...).
 	Skipped []string `json:"skipped,omitempty"`
+	// InsecureGossip is true when the agent gossips without a key.
+	InsecureGossip bool `json:"insecure_gossip,omitempty"`
+	// IgnoredMembers are gossip members the last plan left out because
+	// the brain has no gateway registered as they claim.
+	IgnoredMembers []AgentIgnoredMember `json:"ignored_members,omitempty"`
+}
+
+// AgentIgnoredMember is a gossip member whose claim the brain does not back.
+type AgentIgnoredMember struct {
+	Name      string `json:"name"`
+	Addr      string `json:"addr,omitempty"`
+	Pod       string `json:"pod,omitempty"`
+	GatewayID string `json:"gateway_id,omitempty"`
+	VTEP      string `json:"vtep,omitempty"`
+	// Reason is unregistered, wrong_pod, wrong_vtep or name_mismatch.
+	Reason string `json:"reason"`
 }
 
 // AgentNetwork is one forwarded network as planned.

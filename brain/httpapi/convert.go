@@ -61,16 +61,16 @@ func fromAPIPod(p api.Pod) model.Pod {
 func toAPINetwork(n model.Network) api.Network {
 	return api.Network{ID: n.ID, Name: n.Name, Type: n.Type, AZHints: n.AZHints, External: n.External,
 		SegmentationID: n.SegmentationID, PhysicalNetwork: n.PhysicalNetwork, GatewayPerPod: n.GatewayPerPod,
-		Segments: mapSlice(n.Segments, toAPISegment), CreatedAt: n.CreatedAt}
+		ManagedBy: n.ManagedBy, Segments: mapSlice(n.Segments, toAPISegment), CreatedAt: n.CreatedAt}
 }
 
 func fromAPINetworkCreate(r api.NetworkCreate) brain.NetworkCreate {
-	return brain.NetworkCreate{Name: r.Name, Type: r.Type, AZHints: r.AZHints, External: r.External,
+	return brain.NetworkCreate{ID: r.ID, ManagedBy: r.ManagedBy, Name: r.Name, Type: r.Type, AZHints: r.AZHints, External: r.External,
 		SegmentationID: r.SegmentationID, PhysicalNetwork: r.PhysicalNetwork, GatewayPerPod: r.GatewayPerPod}
 }
 
 func fromAPINetworkUpdate(u api.NetworkUpdate) brain.NetworkUpdate {
-	return brain.NetworkUpdate{Name: u.Name, AZHints: u.AZHints}
+	return brain.NetworkUpdate{Name: u.Name, AZHints: u.AZHints, External: u.External}
 }
 
 func toAPISegment(g model.Segment) api.Segment {
@@ -141,7 +141,9 @@ func toAPIRoute(r model.Route) api.Route {
 
 func toAPIPodState(st state.PodState) api.PodState {
 	return api.PodState{PodID: st.PodID, Revision: st.Revision, Networks: mapSlice(st.Networks, toAPINetworkState),
-		DVRBaseMACs: st.DVRBaseMACs}
+		DVRBaseMACs: st.DVRBaseMACs, Gateways: mapSlice(st.Gateways, func(g state.Gateway) api.PodGateway {
+			return api.PodGateway{ID: g.ID, PodID: g.PodID, VTEP: g.VTEP}
+		})}
 }
 
 func toAPINetworkState(n state.NetworkState) api.NetworkState {

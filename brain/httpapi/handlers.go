@@ -53,7 +53,7 @@ func (s *Server) listNetworks(r *http.Request) (any, error) {
 		return nil, err
 	}
 	q := r.URL.Query()
-	return asList(toAPINetwork)(s.svc.ListNetworks(r.Context(), model.NetworkFilter{Name: q.Get("name"), Type: q.Get("type")}, pg))
+	return asList(toAPINetwork)(s.svc.ListNetworks(r.Context(), model.NetworkFilter{Name: q.Get("name"), Type: q.Get("type"), ManagedBy: q.Get("managed_by")}, pg))
 }
 
 func (s *Server) createNetwork(r *http.Request) (any, error) {

@@ -88,6 +88,10 @@ func (s *Server) watch(w http.ResponseWriter, r *http.Request, pod string, since
 			return
 		}
 		since = st.Revision
+	} else if !out.sendEvent(api.WatchEvent{Type: api.EventHeartbeat, Revision: since}) {
+		// A watcher resuming at the current revision would otherwise hear
+		// nothing until the next change or heartbeat: tell it the watch is up.
+		return
 	}
 	heartbeat := time.NewTicker(s.opts.Heartbeat)
 	defer heartbeat.Stop()

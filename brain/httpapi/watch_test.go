@@ -23,6 +23,9 @@ func watch(t *testing.T, c *api.Client, pod string, since int64) *watcher {
 	w := &watcher{events: make(chan api.WatchEvent, 100), done: make(chan error, 1), cancel: cancel}
 	go func() {
 		w.done <- c.Watch(ctx, pod, since, 5*time.Second, func(ev api.WatchEvent) error {
+			if ev.Type == api.EventHeartbeat {
+				return nil
+			}
 			w.events <- ev
 			return nil
 		})
@@ -169,5 +172,35 @@ func TestWatchAcrossReplicas(t *testing.T) {
 			t.Fatalf("VNI %d given twice", n.SegmentationID)
 		}
 		seen[n.SegmentationID] = true
+	}
+}
+
+// A watch resumed at the current revision hears a heartbeat at once (not
+// after the heartbeat period): the agent takes it as "the watch is up".
+func TestWatchResumedAtCurrentRevisionHeartbeatsAtOnce(t *testing.T) {
+	ctx := context.Background()
+	b := startBrain(t, "sqlite://"+t.TempDir()+"/brain.db", testConfig, httpapi.Options{Heartbeat: time.Minute})
+	threePods(t, b.client)
+	rev, err := b.svc.Revision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan api.WatchEvent, 1)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go b.client.Watch(wctx, "pod1", rev, time.Minute, func(ev api.WatchEvent) error {
+		select {
+		case got <- ev:
+		default:
+		}
+		return nil
+	})
+	select {
+	case ev := <-got:
+		if ev.Type != api.EventHeartbeat || ev.Revision != rev {
+			t.Fatalf("first event %+v, want a heartbeat at %d", ev, rev)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a watch resumed at the current revision heard nothing")
 	}
 }

@@ -43,6 +43,9 @@ type Network struct {
 	SegmentationID  int
 	PhysicalNetwork string
 	GatewayPerPod   bool
+	// ManagedBy names the system that owns the network ("neutron" for the
+	// ML2 driver's); "" for networks made through the API by hand.
+	ManagedBy string
 	// Segments are the network's per-pod segments, ordered by pod, when the
 	// reader asked for them.
 	Segments  []Segment
@@ -138,7 +141,7 @@ type List[T any] struct {
 type PodFilter struct{ AZ string }
 
 // NetworkFilter filters networks.
-type NetworkFilter struct{ Name, Type string }
+type NetworkFilter struct{ Name, Type, ManagedBy string }
 
 // SubnetFilter filters subnets.
 type SubnetFilter struct{ NetworkID string }

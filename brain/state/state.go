@@ -23,6 +23,15 @@ type PodState struct {
 	Networks []NetworkState
 	// DVRBaseMACs maps every other pod with a dvr_base_mac to its prefix.
 	DVRBaseMACs map[string]string
+	// Gateways are every pod's registered gateways, by id: the only gossip
+	// members whose claims the pod's agents honour.
+	Gateways []Gateway
+}
+
+// Gateway is what an agent checks a gossip member's claim against: a
+// gateway id registered with the brain for one pod with one VTEP.
+type Gateway struct {
+	ID, PodID, VTEP string
 }
 
 // NetworkState is one spanned network as seen from one pod.
@@ -123,6 +132,19 @@ func DVRBaseMACs(pod string, pods []model.Pod) map[string]string {
 			out[p.ID] = p.DVRBaseMAC
 		}
 	}
+	return out
+}
+
+// Gateways projects the registered gateways of every pod, ordered by id and
+// never nil. Every pod gets all of them: a pod's own gateways decide its
+// forwarder election, and gateways are few, so a per-pod filter by spanned
+// networks would save little and make every span change a gateway change.
+func Gateways(gws []model.Gateway) []Gateway {
+	out := make([]Gateway, 0, len(gws))
+	for _, g := range gws {
+		out = append(out, Gateway{ID: g.ID, PodID: g.PodID, VTEP: g.VTEP})
+	}
+	slices.SortFunc(out, func(a, b Gateway) int { return cmp.Compare(a.ID, b.ID) })
 	return out
 }
 

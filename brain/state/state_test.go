@@ -2,6 +2,7 @@ package state
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -172,5 +173,19 @@ func TestDelta(t *testing.T) {
 	snap := SnapshotOf(PodState{PodID: "pod1", Revision: 7})
 	if snap.Type != Snapshot || snap.Revision != 7 || snap.State == nil || snap.Empty() {
 		t.Fatalf("snapshot %+v", snap)
+	}
+}
+
+func TestGateways(t *testing.T) {
+	got := Gateways([]model.Gateway{
+		{ID: "pod2-gw", PodID: "pod2", VTEP: "198.51.100.12", Backend: "linux", DVRMAC: "fa:16:3f:00:00:02"},
+		{ID: "pod1-gw", PodID: "pod1", VTEP: "198.51.100.11"},
+	})
+	want := []Gateway{{ID: "pod1-gw", PodID: "pod1", VTEP: "198.51.100.11"}, {ID: "pod2-gw", PodID: "pod2", VTEP: "198.51.100.12"}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Gateways = %+v, want %+v", got, want)
+	}
+	if g := Gateways(nil); g == nil || len(g) != 0 {
+		t.Fatalf("no gateways: want an empty list, got %#v", g)
 	}
 }

@@ -139,6 +139,9 @@ CREATE TABLE network_options (
 	gateway_per_pod INTEGER NOT NULL DEFAULT 0
 );
 `,
+	// Who owns a network: "neutron" for the ML2 driver's, so its full sync
+	// never touches networks made by hand.
+	6: `ALTER TABLE networks ADD COLUMN managed_by TEXT NOT NULL DEFAULT '';`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -96,3 +96,21 @@ func (t *Tx) PodsWithDVRBaseMAC(ctx context.Context) ([]model.Pod, error) {
 	}
 	return out, nil
 }
+
+// GatewayClaims returns every registered gateway's id, pod and VTEP (the
+// other fields left zero), by id.
+func (t *Tx) GatewayClaims(ctx context.Context) ([]model.Gateway, error) {
+	rows, err := t.query(ctx, `SELECT id, pod_id, vtep FROM gateways ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("gateway claims: %w", err)
+	}
+	out, err := collect(rows, func(s interface{ Scan(...any) error }) (model.Gateway, error) {
+		var g model.Gateway
+		err := s.Scan(&g.ID, &g.PodID, &g.VTEP)
+		return g, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gateway claims: %w", err)
+	}
+	return out, nil
+}

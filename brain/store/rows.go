@@ -174,8 +174,8 @@ func collect[T any](rows *sql.Rows, scan func(interface{ Scan(...any) error }) (
 
 // InsertNetwork adds a network row (allocations are separate).
 func (t *Tx) InsertNetwork(ctx context.Context, n model.Network) error {
-	_, err := t.exec(ctx, `INSERT INTO networks (id, name, type, az_hints, external, segmentation_id, physical_network, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		n.ID, n.Name, n.Type, jsonList(n.AZHints), boolInt(n.External), n.SegmentationID, n.PhysicalNetwork, micros(n.CreatedAt))
+	_, err := t.exec(ctx, `INSERT INTO networks (id, name, type, az_hints, external, segmentation_id, physical_network, created_at, managed_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		n.ID, n.Name, n.Type, jsonList(n.AZHints), boolInt(n.External), n.SegmentationID, n.PhysicalNetwork, micros(n.CreatedAt), n.ManagedBy)
 	if err != nil {
 		return fmt.Errorf("insert network %s: %w", n.ID, err)
 	}
@@ -214,14 +214,14 @@ func (t *Tx) DeleteNetwork(ctx context.Context, id string) error {
 
 // networkSelect reads networks with their options (a row only when set).
 const networkSelect = `SELECT n.id, n.name, n.type, n.az_hints, n.external, n.segmentation_id, n.physical_network, n.created_at,
-	COALESCE(o.gateway_per_pod, 0) FROM networks n LEFT JOIN network_options o ON o.network_id = n.id`
+	COALESCE(o.gateway_per_pod, 0), n.managed_by FROM networks n LEFT JOIN network_options o ON o.network_id = n.id`
 
 func scanNetwork(s interface{ Scan(...any) error }) (model.Network, error) {
 	var n model.Network
 	var hints string
 	var ext, perPod int
 	var created int64
-	if err := s.Scan(&n.ID, &n.Name, &n.Type, &hints, &ext, &n.SegmentationID, &n.PhysicalNetwork, &created, &perPod); err != nil {
+	if err := s.Scan(&n.ID, &n.Name, &n.Type, &hints, &ext, &n.SegmentationID, &n.PhysicalNetwork, &created, &perPod, &n.ManagedBy); err != nil {
 		return n, err
 	}
 	n.External, n.GatewayPerPod = ext != 0, perPod != 0
@@ -252,6 +252,9 @@ func (t *Tx) ListNetworks(ctx context.Context, f model.NetworkFilter, p model.Pa
 	}
 	if f.Type != "" {
 		where, args = append(where, "type = ?"), append(args, f.Type)
+	}
+	if f.ManagedBy != "" {
+		where, args = append(where, "managed_by = ?"), append(args, f.ManagedBy)
 	}
 	q, args, limit := pageClause(p, where, args)
 	rows, err := t.query(ctx, networkSelect+q, args...)

@@ -48,6 +48,8 @@ type Store struct {
 	// writeLock serializes writers inside this process so SQLite never sees
 	// two writers from one brain and PostgreSQL never queues them in the DB.
 	writeLock chan struct{}
+	// url is the PostgreSQL connection string, for the LISTEN connection.
+	url string
 }
 
 // Open opens the store at rawURL, `sqlite:///abs/path.db` or `postgres://...`,
@@ -84,6 +86,7 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 		s.read.SetMaxIdleConns(8)
 	case "postgres", "postgresql":
 		s.dialect = dialectPostgres
+		s.url = rawURL
 		if s.write, err = sql.Open("pgx", rawURL); err != nil {
 			return nil, fmt.Errorf("open postgres: %w", err)
 		}
@@ -285,7 +288,7 @@ func (t *Tx) flushChanges(ctx context.Context) error {
 			return fmt.Errorf("record change of %s: %w", id, err)
 		}
 	}
-	return nil
+	return t.notifyRevision(ctx)
 }
 
 // Savepoint runs fn inside a savepoint: if fn fails, what it wrote is rolled

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/l2span/l2span/agent"
 	"github.com/l2span/l2span/agent/gossip"
 	"github.com/l2span/l2span/bpf"
@@ -25,6 +27,7 @@ import (
 	"github.com/l2span/l2span/internal/macaddr"
 	"github.com/l2span/l2span/internal/tlsfiles"
 	"github.com/l2span/l2span/vtep"
+	"github.com/l2span/l2span/vtep/evpn"
 	"github.com/l2span/l2span/vtep/hwvtep"
 	"github.com/l2span/l2span/vtep/linux"
 )
@@ -51,7 +54,12 @@ type flags struct {
 	stateDir, metricsListen         string
 	logFormat, logLevel             string
 	checkConfig                     bool
+	insecureGossip                  bool
 	prefix                          string
+	evpnFlags                       evpnFlags
+	evpn                            evpn.Options
+	watchBuffer                     int
+	fenceLease                      time.Duration
 }
 
 // parse reads the flags into the agent's configuration and the gossip
@@ -65,19 +73,21 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 	fs.String("config", "", "config file of `key = value` lines (keys are these flag names)")
 	fs.StringVar(&f.pod, "pod", "", "id of the pod this gateway serves (required)")
 	fs.StringVar(&f.gatewayID, "gateway-id", host, "this gateway's id (gossip node name)")
-	fs.StringVar(&f.brainURL, "brain-url", "http://127.0.0.1:9696", "brain API URL")
+	fs.StringVar(&f.brainURL, "brain-url", "http://127.0.0.1:9696", "brain API URL, or a comma-separated list of brain replicas (on failure the agent moves to the next and resumes its watch from its revision)")
 	fs.StringVar(&f.tokenFile, "brain-token-file", "", "file holding the brain's bearer token")
 	fs.StringVar(&f.caFile, "brain-ca-file", "", "CA bundle to verify an https brain")
 	fs.StringVar(&f.gossipBind, "gossip-bind", "0.0.0.0:7946", "HOST:PORT gossip listens on")
 	fs.StringVar(&f.gossipAdvertise, "gossip-advertise", "", "HOST:PORT other gateways reach this one at (default: the VTEP IP and bind port)")
 	fs.StringVar(&f.gossipSeeds, "gossip-seeds", "", "comma-separated HOST:PORT of gateways to join")
 	fs.StringVar(&f.gossipKeyFile, "gossip-key-file", "", "file of base64 gossip keys (16, 24 or 32 bytes), one per line, the first used to encrypt")
+	fs.BoolVar(&f.insecureGossip, "insecure-gossip", false, "gossip in plain text without a key: any host reaching the gossip port can join (tests and demos only)")
 	fs.DurationVar(&f.probeInterval, "gossip-probe-interval", gossip.DefaultProbeInterval, "failure detector probe interval")
 	fs.DurationVar(&f.probeTimeout, "gossip-probe-timeout", gossip.DefaultProbeTimeout, "failure detector probe timeout")
 	fs.IntVar(&f.suspicionMult, "gossip-suspicion-mult", gossip.DefaultSuspicionMult, "suspicion timeout multiplier")
 	fs.DurationVar(&f.hold, "handover-hold", 0, "wait before taking a network over from a live gateway of this pod (0: the probe interval)")
 	fs.UintVar(&f.weight, "weight", uint(gossip.DefaultWeight), "designated forwarder weight (share of networks this gateway forwards)")
-	fs.StringVar(&f.backend, "backend", "linux", "dataplane: linux (kernel VXLAN) or hwvtep (a switch's OVSDB hardware_vtep tables)")
+	fs.StringVar(&f.backend, "backend", "linux", "dataplane: linux (kernel VXLAN), hwvtep (a switch's OVSDB hardware_vtep tables) or evpn (BGP EVPN to the pod's fabric)")
+	f.evpnFlags.register(fs)
 	fs.StringVar(&f.ovsdbEndpoint, "ovsdb-endpoint", "unix:/var/run/openvswitch/db.sock", "hwvtep: the switch's OVSDB server (unix:PATH, tcp:HOST:PORT, ssl:HOST:PORT)")
 	fs.StringVar(&f.physicalSwitch, "physical-switch", "", "hwvtep: name of the switch's Physical_Switch row")
 	fs.StringVar(&f.ovsdbCert, "ovsdb-cert", "", "hwvtep: client certificate for ssl: (with -ovsdb-key and -ovsdb-ca)")
@@ -92,6 +102,8 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 	fs.StringVar(&f.prefix, "device-prefix", linux.DefaultPrefix, "prefix of the devices this agent owns")
 	fs.StringVar(&f.dvrMAC, "dvr-mac", "", "this gateway host's DVR MAC registered in its local Neutron")
 	fs.StringVar(&f.localIf, "local-interface", "", "template of the interface carrying a network's pod-local segment: {vni} {type} {id} {physnet}")
+	fs.IntVar(&f.watchBuffer, "kernel-watch-buffer", 8<<20, "linux: receive buffer in bytes of the kernel neighbor watch (a bulk change notifies once per entry)")
+	fs.DurationVar(&f.fenceLease, "fence-lease", 300*time.Millisecond, "linux+bpf: node-local lease the agent renews; when it lapses (agent dead or hung) while the pod has another gateway, this gateway's local ports drop all frames so the standby is the only forwarder (0: off)")
 	fs.BoolVar(&f.populate, "populate-macs", true, "program remote MACs and IPs (false: flood-and-learn)")
 	fs.DurationVar(&f.resync, "resync-interval", 30*time.Second, "full resync period that repairs drift")
 	fs.StringVar(&f.stateDir, "state-dir", "/var/lib/l2span-agent", "directory for the cached desired state (empty: no cache)")
@@ -126,11 +138,20 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 		if (f.ovsdbCert == "") != (f.ovsdbKey == "") {
 			return nil, cfg, g, errors.New("ovsdb-cert and ovsdb-key go together")
 		}
+	case "evpn":
 	default:
-		return nil, cfg, g, fmt.Errorf("backend %q: want linux or hwvtep", f.backend)
+		return nil, cfg, g, fmt.Errorf("backend %q: want linux, hwvtep or evpn", f.backend)
 	}
 	if f.vxlanPort == 0 || f.vxlanPort > 65535 {
 		return nil, cfg, g, fmt.Errorf("vxlan-port %d: want 1-65535", f.vxlanPort)
+	}
+	if f.backend == "evpn" {
+		if f.evpn, err = f.evpnFlags.options(cfg.VTEP); err != nil {
+			return nil, cfg, g, err
+		}
+		if uint(f.evpn.FabricPort) == f.vxlanPort {
+			return nil, cfg, g, fmt.Errorf("vxlan-port %d: the inter-pod overlay needs another UDP port than the fabric's (evpn-fabric-port)", f.vxlanPort)
+		}
 	}
 	if f.weight == 0 || f.weight > 65535 {
 		return nil, cfg, g, fmt.Errorf("weight %d: want 1-65535", f.weight)
@@ -172,10 +193,17 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 			g.Seeds = append(g.Seeds, s)
 		}
 	}
-	if f.gossipKeyFile != "" {
+	switch {
+	case f.gossipKeyFile != "" && f.insecureGossip:
+		return nil, cfg, g, errors.New("gossip-key-file and insecure-gossip exclude each other")
+	case f.gossipKeyFile != "":
 		if g.SecretKeys, err = agent.ReadKeyFile(f.gossipKeyFile); err != nil {
 			return nil, cfg, g, fmt.Errorf("gossip-key-file: %w", err)
 		}
+	case !f.insecureGossip:
+		return nil, cfg, g, errors.New("gossip-key-file is required: without a key any host that reaches the gossip port " +
+			"joins the gateways' cluster (make one with `head -c 32 /dev/urandom | base64 > gossip.key`, the same file on every gateway); " +
+			"--insecure-gossip runs without one")
 	}
 	if err := g.Validate(); err != nil {
 		return nil, cfg, g, fmt.Errorf("gossip: %w", err)
@@ -190,6 +218,7 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 		cfg.Hold = g.ProbeInterval
 	}
 	cfg.StateDir, cfg.MetricsListen, cfg.Logger = f.stateDir, f.metricsListen, log
+	cfg.InsecureGossip = f.insecureGossip
 	g.Logger = log.With("component", "gossip")
 	return f, cfg, g, nil
 }
@@ -245,6 +274,12 @@ func run(f *flags, cfg agent.Config, gcfg gossip.Config) error {
 			return fmt.Errorf("open hwvtep dataplane: %w", err)
 		}
 		dp = b
+	case "evpn":
+		b, err := openEVPN(ctx, f, cfg)
+		if err != nil {
+			return err
+		}
+		dp = b
 	default:
 		b, err := linux.New(linux.Options{LocalVTEP: cfg.VTEP, UnderlayDev: f.underlay, Port: uint16(f.vxlanPort),
 			MTU: f.mtu, Prefix: f.prefix, Logger: cfg.Logger.With("component", "vtep")})
@@ -262,8 +297,10 @@ func run(f *flags, cfg agent.Config, gcfg gossip.Config) error {
 		}
 	}
 	defer dp.Close()
-	if f.backend == "linux" {
+	if f.backend != "hwvtep" {
 		cfg.KernelWatch = f.prefix
+		cfg.KernelWatchBuffer = f.watchBuffer
+		cfg.FenceLease = f.fenceLease
 	}
 	members, err := gossip.New(gcfg, cfg.GossipMeta())
 	if err != nil {
@@ -273,6 +310,13 @@ func run(f *flags, cfg agent.Config, gcfg gossip.Config) error {
 	a, err := agent.New(cfg, members, dp, iso)
 	if err != nil {
 		return err
+	}
+	if r, ok := dp.(interface {
+		Register(prometheus.Registerer) error
+	}); ok {
+		if err := r.Register(a.Registry()); err != nil {
+			return fmt.Errorf("register dataplane metrics: %w", err)
+		}
 	}
 	// SIGHUP re-reads the gossip key file and rotates the keyring to it.
 	hup := make(chan os.Signal, 1)

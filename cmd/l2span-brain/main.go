@@ -59,7 +59,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the bearer token clients must send (empty: no authentication)")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (with -tls-key: serve HTTPS)")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS key file")
-	fs.DurationVar(&c.poll, "poll-interval", 100*time.Millisecond, "how often to look for changes made by other brain replicas")
+	fs.DurationVar(&c.poll, "poll-interval", time.Second, "how often to look for changes made by other brain replicas (PostgreSQL tells at once by LISTEN/NOTIFY; this is the fallback)")
 	fs.Int64Var(&c.keepChanges, "keep-changes", 100000, "revisions of change log kept for watchers that reconnect")
 	fs.StringVar(&c.bottomConfig, "bottom-config", "", "JSON file of per-pod Neutron endpoints and credentials; set, the brain creates and deletes the bottom networks, subnets and ports as jobs")
 	fs.IntVar(&c.jobWorkers, "job-workers", 4, "jobs run at once by this brain")
@@ -220,6 +220,7 @@ func run(ctx context.Context, c *config, log *slog.Logger) error {
 	hubCtx, cancelHub := context.WithCancel(ctx)
 	defer cancelHub()
 	go hub.Run(hubCtx, c.keepChanges)
+	go brain.ListenRevisions(hubCtx, svc, hub)
 	if pool != nil {
 		go func() {
 			if err := pool.Run(hubCtx); err != nil && hubCtx.Err() == nil {

@@ -66,6 +66,13 @@ func agentFields(t *table, v api.AgentDataplane) {
 	for vni, pods := range v.Unreachable {
 		t.row("unreachable", fmt.Sprintf("vni %s: %s (no live gateway in gossip)", vni, strings.Join(pods, ",")))
 	}
+	if v.InsecureGossip {
+		t.row("gossip", "NOT encrypted (--insecure-gossip)")
+	}
+	for _, m := range v.IgnoredMembers {
+		t.row("ignored", fmt.Sprintf("%s at %s claims %s of pod %s with vtep %s: %s", m.Name, orDash(m.Addr),
+			orDash(m.GatewayID), orDash(m.Pod), orDash(m.VTEP), m.Reason))
+	}
 	switch d := v.Drift; {
 	case d == nil:
 		t.row("drift", "unknown (backend cannot check without acting)")

@@ -70,6 +70,17 @@ func gatewayFields(t *table, g api.Gateway) {
 		}
 		t.row(label, fmt.Sprintf("%-18s %d", a, st.Counters[a]))
 	}
+	for i, s := range st.BGPSessions {
+		label := ""
+		if i == 0 {
+			label = "bgp sessions"
+		}
+		up := ""
+		if s.Since != nil {
+			up = " since " + fmtSeen(*s.Since)
+		}
+		t.row(label, fmt.Sprintf("%s AS%d %s%s, %d received, %d advertised", s.Peer, s.RemoteAS, s.State, up, s.Received, s.Advertised))
+	}
 }
 
 // gatewayRows is the gateway table. WEIGHT sits before LAST_SEEN so that the

@@ -351,11 +351,13 @@ func TestAgentStatus(t *testing.T) {
 		}
 		json.NewEncoder(w).Encode(api.AgentDataplane{Pod: "pod1", GatewayID: "gw-a", Healthy: true, Revision: 9,
 			Networks: []api.AgentNetwork{{VNI: 5000, LocalInterface: "seg5000", MACs: 3, Flood: 2, Neighbors: 3}},
-			Standby:  []uint32{5001}, Drift: &api.AgentDrift{AddMACs: 1}})
+			Standby:  []uint32{5001}, Drift: &api.AgentDrift{AddMACs: 1}, InsecureGossip: true,
+			IgnoredMembers: []api.AgentIgnoredMember{{Name: "evil", Addr: "192.0.2.9:7946", Pod: "pod2", GatewayID: "gw-b", VTEP: "192.0.2.9", Reason: "name_mismatch"}}})
 	}))
 	defer agentSrv.Close()
 	out := b.ok(t, "agent", "status", "--agent", agentSrv.URL)
-	for _, want := range []string{"gw-a (pod pod1)", "vni 5000 on seg5000: 3 macs, 2 flood, 3 neighbors", "[5001]", "to add 0 networks, 1 macs"} {
+	for _, want := range []string{"gw-a (pod pod1)", "vni 5000 on seg5000: 3 macs, 2 flood, 3 neighbors", "[5001]", "to add 0 networks, 1 macs",
+		"NOT encrypted", "evil at 192.0.2.9:7946 claims gw-b of pod pod2 with vtep 192.0.2.9: name_mismatch"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("agent status lacks %q:\n%s", want, out)
 		}

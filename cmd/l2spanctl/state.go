@@ -47,6 +47,9 @@ func watchState(e *env, c *api.Client, pod string, since int64) error {
 		err := c.Watch(e.ctx, pod, since, 0, func(ev api.WatchEvent) error {
 			connected = true
 			backoff = 500 * time.Millisecond
+			if ev.Type == api.EventHeartbeat {
+				return nil
+			}
 			if ev.Revision > since {
 				since = ev.Revision
 			}

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
@@ -9,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -139,6 +142,8 @@ type lab struct {
 	agents    map[string]*proc // by gateway id
 	gws       map[string]*netns.Gateway
 	seeds     []string
+	// keyFile is the gossip key every agent gets unless told otherwise.
+	keyFile string
 }
 
 const brainAddr = "198.51.100.1"
@@ -155,6 +160,10 @@ func newLab(t testing.TB) *lab {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
+	l.keyFile = filepath.Join(dir, "gossip.key")
+	if err := os.WriteFile(l.keyFile, []byte(randomKey(t)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	// A private bpffs for the agents' pinned eBPF maps and links; registered
 	// before the agents so it is unmounted after they are gone.
 	l.bpffs = filepath.Join(dir, "bpffs")
@@ -238,6 +247,9 @@ func (l *lab) startAgent(gw *netns.Gateway, opts ...agentOpt) *proc {
 	for _, o := range opts {
 		o(&args)
 	}
+	if !slices.Contains(args, "--gossip-key-file") {
+		args = append(args, "--gossip-key-file", l.keyFile)
+	}
 	p := startProc(l.t, gw.NS, "agent-"+id, args...)
 	l.agents[id] = p
 	return p
@@ -248,6 +260,15 @@ func (l *lab) mkPod(id, az string) {
 	if _, err := l.client.CreatePod(context.Background(), api.Pod{ID: id, AZ: az}); err != nil {
 		l.t.Fatal(err)
 	}
+}
+
+// randomKey is a 32-byte gossip key, base64 as key files hold it.
+func randomKey(t testing.TB) string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(b)
 }
 
 // eventually polls cond until it holds or the deadline passes.

@@ -2,6 +2,7 @@ package ml2
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -113,6 +114,10 @@ func TestNeutronPortReachesRemoteGateway(t *testing.T) {
 
 	gws := []*netns.Gateway{r.AddGateway("pod1", "gw"), r.AddGateway("pod2", "gw")}
 	seeds := gws[0].VTEP.String() + ":7946," + gws[1].VTEP.String() + ":7946"
+	keyFile := filepath.Join(t.TempDir(), "gossip.key")
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString([]byte("ml2-fdb-test-gossip-key-32-bytes"))+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, gw := range gws {
 		r.AddSegment(gw, fmt.Sprintf("seg%d", vni))
 		logf, err := os.Create(filepath.Join(t.TempDir(), gw.Pod+".log"))
@@ -122,7 +127,7 @@ func TestNeutronPortReachesRemoteGateway(t *testing.T) {
 		cmd := exec.Command("ip", "netns", "exec", gw.Name(), bin, "--pod", gw.Pod, "--gateway-id", gw.Pod+"-gw",
 			"--brain-url", "http://"+brainIP+":9696", "--vtep", gw.VTEP.String(), "--underlay-dev", gw.UnderlayDev,
 			"--gossip-bind", gw.VTEP.String()+":7946", "--gossip-seeds", seeds, "--local-interface", "seg{vni}",
-			"--state-dir", t.TempDir(), "--metrics-listen", "", "--bpf=false")
+			"--state-dir", t.TempDir(), "--metrics-listen", "", "--bpf=false", "--gossip-key-file", keyFile)
 		cmd.Stdout, cmd.Stderr = logf, logf
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {

@@ -91,6 +91,7 @@ func setup(tmp string) error {
 	}
 	rig.neutron, err = neutrontest.New(neutrontest.Options{
 		MechanismDrivers: []string{"logger", "l2span"},
+		ServicePlugins:   []string{"segments"},
 		PythonPath:       pp,
 		Agents:           []neutrontest.Agent{{Host: "dhcp-a", AZ: "az1"}, {Host: hostB, AZ: "az2"}, {Host: "dhcp-c", AZ: "az3"}, {Host: "dhcp-d", AZ: "az4"}},
 		Config: `[l2span]
@@ -364,15 +365,18 @@ func eventually(t *testing.T, d time.Duration, cond func() error) {
 	}
 }
 
+// brainNetwork is the brain's copy of a Neutron network: same id; nil if
+// there is none.
 func brainNetwork(ctx context.Context, neutronID string) (*api.Network, error) {
-	l, err := brainClient().ListNetworks(ctx, api.ListOptions{Filters: map[string]string{"name": neutronID}})
+	n, err := brainClient().GetNetwork(ctx, neutronID)
+	var ae *api.Error
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	if len(l.Items) == 0 {
-		return nil, nil
-	}
-	return &l.Items[0], nil
+	return &n, nil
 }
 
 func brainPort(ctx context.Context, id string) (*api.Port, error) {

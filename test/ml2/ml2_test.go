@@ -109,15 +109,21 @@ func TestRefusedWithBrainMessage(t *testing.T) {
 	if err != nil || bnet == nil {
 		t.Fatalf("brain network: %v %v", bnet, err)
 	}
-	// compute-b1 is in pod2, az2: outside [az1].
+	// compute-b1 is in pod2, az2: outside [az1]. Both the driver and the
+	// brain name the network as the user knows it: name and Neutron id.
+	if bnet.ID != netID || bnet.Name != "scoped" {
+		t.Fatalf("brain network = %+v; want Neutron's id %s and name scoped", bnet, netID)
+	}
+	label := fmt.Sprintf(`network "scoped" (%s)`, netID)
 	err = neutron(t, "POST", "ports", portBody(netID, hostB, ""), nil)
-	want := fmt.Sprintf("pod pod2 is in availability zone az2, outside network %s's az_hints [az1]", bnet.ID)
+	want := fmt.Sprintf("pod pod2 (host %s) is in availability zone az2, outside %s's availability zones [az1]", hostB, label)
 	var ne *neutronErr
 	if !errors.As(err, &ne) || ne.Status != http.StatusConflict || ne.Message != want {
 		t.Fatalf("out-of-scope port: %v, want 409 %q", err, want)
 	}
 	// The brain says the same about that placement.
 	_, berr := c.CreatePort(ctx, api.PortCreate{NetworkID: bnet.ID, PodID: "pod2", MAC: "fa:16:3e:00:00:99"})
+	want = fmt.Sprintf("pod pod2 is in availability zone az2, outside %s's az_hints [az1]", label)
 	var ae *api.Error
 	if !errors.As(berr, &ae) || ae.Status != http.StatusConflict || ae.Message != want {
 		t.Fatalf("brain: %v, want 409 %q", berr, want)
@@ -131,7 +137,7 @@ func TestRefusedWithBrainMessage(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = neutron(t, "POST", "ports", portBody(netID, hostA, mac), nil)
-	want = fmt.Sprintf("MAC %s is already used by another port of network %s", mac, bnet.ID)
+	want = fmt.Sprintf("MAC %s is already used by another port of %s", mac, label)
 	if !errors.As(err, &ne) || ne.Status != http.StatusConflict || ne.Message != want {
 		t.Fatalf("duplicate MAC: %v, want 409 %q", err, want)
 	}

@@ -163,7 +163,7 @@ func Installed() bool {
 
 const confTemplate = `[DEFAULT]
 core_plugin = ml2
-service_plugins =
+service_plugins = {{SERVICE_PLUGINS}}
 auth_strategy = noauth
 transport_url = fake:/
 bind_host = 127.0.0.1
@@ -231,7 +231,7 @@ func startWith(o Options) (_ *Server, err error) {
 		return nil, fmt.Errorf("free port: %w", err)
 	}
 	s.URL = fmt.Sprintf("http://127.0.0.1:%d/", port)
-	conf := strings.NewReplacer("{{PORT}}", strconv.Itoa(port), "{{DIR}}", dir, "{{MECH}}", o.mechanismDrivers()).Replace(confTemplate) + o.extraConfig(dir)
+	conf := strings.NewReplacer("{{PORT}}", strconv.Itoa(port), "{{DIR}}", dir, "{{MECH}}", o.mechanismDrivers(), "{{SERVICE_PLUGINS}}", strings.Join(o.ServicePlugins, ",")).Replace(confTemplate) + o.extraConfig(dir)
 	paste, err := os.ReadFile(pasteIni)
 	if err != nil {
 		return nil, err
@@ -344,6 +344,12 @@ func (s *Server) Stop() {
 }
 
 // LogTail is the end of the server's log, for failure messages.
+// Log is the server's whole log so far.
+func (s *Server) Log() string {
+	b, _ := os.ReadFile(s.logPath)
+	return string(b)
+}
+
 func (s *Server) LogTail() string {
 	b, _ := os.ReadFile(s.logPath)
 	return tail(b)

@@ -23,6 +23,9 @@ type Options struct {
 	// Neutron accepts availability_zone_hints only for AZs that have a
 	// DHCP agent, and a host's agents give its AZ.
 	Agents []Agent
+	// ServicePlugins is [DEFAULT] service_plugins (default none), e.g.
+	// segments for multi-segment networks and `network segment list`.
+	ServicePlugins []string
 	// Env is added to the server's environment.
 	Env []string
 }

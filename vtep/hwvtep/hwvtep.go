@@ -296,8 +296,20 @@ func (b *Backend) Check(ctx context.Context, cfg vtep.Config) (vtep.Result, erro
 	b.setMu.Lock()
 	defer b.setMu.Unlock()
 	p := b.plan(ctx, cfg)
+	return b.apply(ctx, p, dryRun(), false)
+}
+
+// transact sends one transaction and counts it.
+func (b *Backend) transact(ctx context.Context, ops []lo.Operation) ([]lo.OperationResult, error) {
+	b.txns.Add(1)
+	return b.cli.Transact(ctx, ops...)
+}
+
+// dryRun is a transactor that writes nothing and answers every operation
+// with a fresh UUID, so apply can count what a Set would change.
+func dryRun() func(context.Context, []lo.Operation) ([]lo.OperationResult, error) {
 	n := 0
-	pretend := func(_ context.Context, ops []lo.Operation) ([]lo.OperationResult, error) {
+	return func(_ context.Context, ops []lo.Operation) ([]lo.OperationResult, error) {
 		out := make([]lo.OperationResult, len(ops))
 		for i := range out {
 			n++
@@ -305,11 +317,4 @@ func (b *Backend) Check(ctx context.Context, cfg vtep.Config) (vtep.Result, erro
 		}
 		return out, nil
 	}
-	return b.apply(ctx, p, pretend, false)
-}
-
-// transact sends one transaction and counts it.
-func (b *Backend) transact(ctx context.Context, ops []lo.Operation) ([]lo.OperationResult, error) {
-	b.txns.Add(1)
-	return b.cli.Transact(ctx, ops...)
 }

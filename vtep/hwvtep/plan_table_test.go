@@ -3,7 +3,6 @@ package hwvtep
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"maps"
 	"net/netip"
 	"reflect"
@@ -497,17 +496,8 @@ func TestApplyLeavesPlanAlone(t *testing.T) {
 	if !reflect.DeepEqual(p, want) {
 		t.Fatal("makePlan is not deterministic")
 	}
-	n := 0
-	pretend := func(_ context.Context, ops []lo.Operation) ([]lo.OperationResult, error) {
-		out := make([]lo.OperationResult, len(ops))
-		for i := range out {
-			n++
-			out[i].UUID = lo.UUID{GoUUID: fmt.Sprintf("00000000-0000-4000-8000-%012x", n)}
-		}
-		return out, nil
-	}
 	b := &Backend{opts: opts}
-	res, err := b.apply(context.Background(), p, pretend, false)
+	res, err := b.apply(context.Background(), p, dryRun(), false)
 	if err != nil {
 		t.Fatal(err)
 	}

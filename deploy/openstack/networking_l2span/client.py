@@ -120,6 +120,14 @@ class BrainClient(object):
         return self.list_all('/v1/pods')
 
     def find_network(self, neutron_id, timeout=None):
+        """The brain network of a Neutron network: the one with its id, or
+        (made by an older driver) the one named after its id."""
+        try:
+            return self.request('GET', '/v1/networks/' + neutron_id,
+                                timeout=timeout)
+        except BrainError as e:
+            if not e.not_found:
+                raise
         page = self.request('GET', '/v1/networks',
                             query={'name': neutron_id, 'limit': 2},
                             timeout=timeout) or {}

@@ -56,6 +56,17 @@ OPTS = [
                     'updates and deletes what drifted); 0 disables.'),
     cfg.BoolOpt('sync_on_start', default=True,
                 help='Run a full sync a few seconds after start.'),
+    cfg.BoolOpt('refuse_unmapped_hosts', default=True,
+                help='Refuse (400, naming the host) a compute port bound to '
+                     'a host that maps to no l2span pod. False: the port '
+                     'ends binding_failed and the reason is logged '
+                     '(WARNING).'),
+    cfg.BoolOpt('pod_segments', default=True,
+                help='Record the per-pod segments the brain reports as '
+                     'Neutron segments of the network (physical_network '
+                     'bottom_physnet#pod), so `openstack network segment '
+                     'list` and the network\'s availability_zones show '
+                     'its span.'),
 ]
 
 

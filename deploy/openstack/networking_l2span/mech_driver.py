@@ -24,9 +24,11 @@ Where the brain is called (never inside Neutron's DB transaction):
 * A periodic full sync (``sync_interval``) compares all of Neutron with the
   brain and repairs any drift, deletes included.
 
-The brain network is named after the Neutron network's id (Tricircle names
-bottom resources after the top id the same way), so the driver finds it
-without a mapping table; brain ports take the Neutron port id.
+Brain networks, subnets and ports take the Neutron id (and networks the
+Neutron name, marked managed_by "neutron"), so the driver finds them without
+a mapping table and every message names what the user typed. Networks an
+older driver named after the Neutron id are still found by that name.
+The per-pod segments the brain reports are mirrored into Neutron (span.py).
 """
 
 import fcntl
@@ -51,6 +53,7 @@ from oslo_log import log as logging
 from networking_l2span import client as brain_client
 from networking_l2span import config
 from networking_l2span import journal as l2journal
+from networking_l2span import span
 
 LOG = logging.getLogger(__name__)
 
@@ -59,6 +62,7 @@ config.register_opts()
 UUID_RE = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-'
                      r'[0-9a-f]{12}$')
 LEARNED_OWNER = 'l2gw:learned'  # ports the agents learned; never ours
+MANAGED_BY = 'neutron'          # the brain's mark on this driver's networks
 
 NETWORK, SUBNET, PORT = 'network', 'subnet', 'port'
 
@@ -132,6 +136,8 @@ class L2spanMechanismDriver(api.MechanismDriver):
                                            events.BEFORE_UPDATE))):
             for ev in evs:
                 registry.subscribe(self._before, res, ev)
+        if conf.pod_segments:
+            span.install_availability_zones(self._pod_azs)
         self._ensure_worker()
         LOG.info("l2span: brain %s, journal %s, %d pending",
                  ','.join(conf.brain_url), path, self.journal.pending())
@@ -169,6 +175,18 @@ class L2spanMechanismDriver(api.MechanismDriver):
         with self._view_lock:
             self._pods = {p['id']: p.get('az', '') for p in pods}
             self._pods_at = time.time()
+
+    def _pod_azs(self):
+        """{pod: az} for a network's availability_zones: the view, read
+        once if this process has none yet."""
+        if not self._pods_at:
+            try:
+                self._refresh_pods()
+            except (brain_client.BrainError,
+                    brain_client.BrainUnavailable) as e:
+                LOG.warning("l2span: pods not read: %s", e)
+        with self._view_lock:
+            return dict(self._pods)
 
     def _view_network(self, net_id, refresh=False):
         with self._view_lock:
@@ -249,7 +267,9 @@ class L2spanMechanismDriver(api.MechanismDriver):
         btype = self.type_map.get(ntype)
         if not btype:
             return None
-        d = {'name': net['id'], 'type': btype,
+        # The brain keeps Neutron's id and name, so both print the same.
+        d = {'id': net['id'], 'name': net.get('name') or '', 'type': btype,
+             'managed_by': MANAGED_BY,
              'az_hints': sorted(set(net.get('availability_zone_hints')
                                     or [])),
              'external': bool(net.get('router:external'))}
@@ -316,9 +336,35 @@ class L2spanMechanismDriver(api.MechanismDriver):
                           net, context.network_segments),
                       label=_label('network', net))
 
+    def update_network_precommit(self, context):
+        net, orig = context.current, context.original or {}
+        if bool(net.get('router:external')) != bool(
+                orig.get('router:external')):
+            d = self._network_desired(net, context.network_segments)
+            self._check_network(d, _label('network', net))
+            if d and d['external']:
+                self._check_pinned_span(d, net)
+
+    def _check_pinned_span(self, d, net):
+        """A network made external must not already live outside the pod
+        it is pinned to (the brain's copy says where it lives)."""
+        with self._view_lock:
+            pods = dict(self._pods)
+        pod, _ = self._external_pod(d['az_hints'], pods)
+        bnet = self._view_network(net['id'])
+        if pod is None or not bnet:
+            return
+        out = sorted({g['pod_id'] for g in bnet.get('segments') or []
+                      if g.get('pod_id') != pod})
+        if out:
+            raise L2spanConflict(
+                msg="%s already has ports in pod(s) %s; an external network "
+                    "lives in pod %s only" % (_label('network', net),
+                                              ', '.join(out), pod))
+
     def update_network_postcommit(self, context):
-        # The brain network is named after the Neutron id and its type and
-        # az_hints cannot change: nothing to do but make sure it exists.
+        # Name and router:external reach the brain (type, segment and
+        # az_hints cannot change in Neutron).
         net = context.current
         self._forward(NETWORK, net['id'], {}, desired=self._network_desired(
             net, context.network_segments))
@@ -345,6 +391,7 @@ class L2spanMechanismDriver(api.MechanismDriver):
         bnet = self.client.find_network(net_id)
         if desired is None:
             if bnet:
+                self._delete_learned_ports(bnet['id'])
                 try:
                     self.client.request('DELETE',
                                         '/v1/networks/' + bnet['id'])
@@ -357,7 +404,9 @@ class L2spanMechanismDriver(api.MechanismDriver):
         if not bnet:
             bnet = self.client.request('POST', '/v1/networks',
                                        body=self._network_body(desired))
-        elif desired.get('segmentation_id') and \
+        else:
+            bnet = self._update_network(bnet, desired)
+        if desired.get('segmentation_id') and \
                 bnet.get('segmentation_id') != desired['segmentation_id']:
             LOG.warning("l2span: network %s has segmentation id %s in "
                         "Neutron but %s in the brain (created before the "
@@ -366,6 +415,36 @@ class L2spanMechanismDriver(api.MechanismDriver):
                         bnet.get('segmentation_id'))
         with self._view_lock:
             self._nets[net_id] = (time.time(), bnet)
+
+    def _update_network(self, bnet, desired):
+        """Bring name and router:external over to the brain network."""
+        upd = {}
+        if bnet.get('name') != desired['name'] and \
+                bnet.get('id') == desired['id']:
+            # (a network of an older driver keeps its Neutron-id name: the
+            # full sync and lookups find it by that name)
+            upd['name'] = desired['name']
+        body = self._network_body(desired)
+        if bool(bnet.get('external')) != desired['external'] or (
+                desired['external'] and
+                sorted(bnet.get('az_hints') or []) != body['az_hints']):
+            upd['external'] = desired['external']
+            upd['az_hints'] = body['az_hints']
+        if not upd:
+            return bnet
+        return self.client.request('PUT', '/v1/networks/' + bnet['id'],
+                                   body=upd)
+
+    def _delete_learned_ports(self, bnet_id):
+        """Ports the gateways learned go with a network Neutron deleted
+        (they would keep the brain from deleting it)."""
+        for p in self.client.list_all('/v1/ports', network_id=bnet_id):
+            if p.get('device_owner') == LEARNED_OWNER:
+                try:
+                    self.client.request('DELETE', '/v1/ports/' + p['id'])
+                except brain_client.BrainError as e:
+                    if not e.not_found:
+                        raise
 
     # ------------------------------------------------------------- subnets
 
@@ -409,30 +488,43 @@ class L2spanMechanismDriver(api.MechanismDriver):
         self._forward(SUBNET, sub['id'], _subnet_extra(sub), desired=None)
 
     def _apply_subnet(self, sub_id, extra, desired):
+        """The brain subnet has Neutron's id. A retry after a create that
+        reached the brain (a timeout, a lost answer) finds it there and is
+        done, so it never reports a clash with itself."""
         bnet = self.client.find_network(extra['network_id'])
         if bnet is None:
             if desired is None:
                 return
             raise _Transient("network %s is not in the brain yet"
                              % extra['network_id'])
-        subs = self.client.list_all('/v1/subnets', network_id=bnet['id'])
         cidr = str(ipaddress.ip_network(extra['cidr'], strict=False))
-        have = [s for s in subs if s.get('cidr') == cidr]
         want_gw = (desired or {}).get('gateway_ip') or ''
-        for s in have:
-            if desired is None or (s.get('gateway_ip') or '') != want_gw:
-                try:
-                    self.client.request('DELETE', '/v1/subnets/' + s['id'])
-                except brain_client.BrainError as e:
-                    if not e.not_found:
-                        raise
-                if desired is not None:
-                    have = []
-        if desired is not None and not have:
-            body = {'network_id': bnet['id'], 'cidr': cidr}
-            if want_gw:
-                body['gateway_ip'] = want_gw
-            self.client.request('POST', '/v1/subnets', body=body)
+        try:
+            have = self.client.request('GET', '/v1/subnets/' + sub_id)
+        except brain_client.BrainError as e:
+            if not e.not_found:
+                raise
+            have = None
+        # A subnet of an older driver has the brain's own id: found by CIDR.
+        stale = [s for s in self.client.list_all('/v1/subnets',
+                                                 network_id=bnet['id'])
+                 if s.get('cidr') == cidr and s['id'] != sub_id]
+        if have and (desired is None or have.get('cidr') != cidr or
+                     (have.get('gateway_ip') or '') != want_gw):
+            stale.append(have)
+            have = None
+        for s in stale:
+            try:
+                self.client.request('DELETE', '/v1/subnets/' + s['id'])
+            except brain_client.BrainError as e:
+                if not e.not_found:
+                    raise
+        if desired is None or have:
+            return
+        body = {'id': sub_id, 'network_id': bnet['id'], 'cidr': cidr}
+        if want_gw:
+            body['gateway_ip'] = want_gw
+        self.client.request('POST', '/v1/subnets', body=body)
 
     # --------------------------------------------------------------- ports
 
@@ -449,44 +541,70 @@ class L2spanMechanismDriver(api.MechanismDriver):
                 'device_owner': port.get('device_owner') or ''}
 
     def _check_port(self, context):
+        """Refuse, inside the transaction, a binding the brain would refuse.
+        The scope comes from Neutron's own copy of the network (its
+        availability_zone_hints and router:external) and the pod's AZ from
+        the pod view or, failing that, the host's Neutron agents, so a port
+        outside the scope is refused even while the brain is down."""
         port = context.current
+        net = context.network.current
+        host = port.get(portbindings.HOST_ID)
         desired = self._port_desired(port, context._plugin_context)
         if desired is None:
+            if host and self._refuses_unmapped(port):
+                msg = ('host "%s" of %s maps to no l2span pod: add it to '
+                       '[l2span] host_pod_map, or give its Neutron agents '
+                       'an availability zone that holds exactly one pod'
+                       % (host, _label('port', port)))
+                LOG.warning("l2span: %s", msg)
+                raise L2spanBadRequest(msg=msg)
             return
+        pod = desired['pod_id']
+        label = _label('network', net)
+        with self._view_lock:
+            pod_az = self._pods.get(pod)
+            known = self._pods_at > 0
+        if known and pod_az is None:
+            raise L2spanBadRequest(msg="pod %s of host %s is not in l2span"
+                                   % (pod, host))
+        if pod_az is None:
+            pod_az = self._host_az(host, context._plugin_context)
+        hints = sorted(set(net.get('availability_zone_hints') or []))
+        if net.get('router:external'):
+            # Pinned by its one hint: a pod id, or the AZ of its one pod.
+            if hints and pod != hints[0] and pod_az is not None and \
+                    pod_az != hints[0]:
+                with self._view_lock:
+                    pinned, _ = self._external_pod(hints, dict(self._pods))
+                raise L2spanConflict(
+                    msg="external %s lives in pod %s only (availability "
+                        "zone hint %s); pod %s (host %s) is outside it" % (
+                            label, pinned or '?', hints[0], pod, host))
+        elif hints and pod_az is not None and pod_az not in hints:
+            raise L2spanConflict(
+                msg="pod %s (host %s) is in availability zone %s, outside "
+                    "%s's availability zones %s" % (
+                        pod, host, pod_az, label, _go_list(hints)))
         bnet = self._view_network(port['network_id'])
         if bnet is None:
             return
-        with self._view_lock:
-            pod_az = self._pods.get(desired['pod_id'])
-            known = self._pods_at > 0
-        if known and pod_az is None:
-            raise L2spanBadRequest(msg="pod %s does not exist"
-                                   % desired['pod_id'])
-        hints = sorted(bnet.get('az_hints') or [])
-        if hints and pod_az is not None:
-            if bnet.get('external'):
-                if desired['pod_id'] != hints[0]:
-                    raise L2spanConflict(
-                        msg="external network %s lives in pod %s only; pod "
-                            "%s is outside it" % (bnet['id'], hints[0],
-                                                  desired['pod_id']))
-            elif pod_az not in hints:
-                raise L2spanConflict(
-                    msg="pod %s is in availability zone %s, outside network "
-                        "%s's az_hints %s" % (desired['pod_id'], pod_az,
-                                              bnet['id'], _go_list(hints)))
         if bnet.get('type') == 'local':
             pods = [g['pod_id'] for g in bnet.get('segments') or []]
-            if pods and desired['pod_id'] not in pods:
+            if pods and pod not in pods:
                 raise L2spanConflict(
-                    msg="network %s is local and already lives in pod %s; "
-                        "it cannot reach pod %s" % (bnet['id'], pods[0],
-                                                    desired['pod_id']))
+                    msg="%s is local and already lives in pod %s; it "
+                        "cannot reach pod %s" % (label, pods[0], pod))
         owner = self._view_mac(bnet['id'], desired['mac'])
         if owner and owner != port['id']:
             raise L2spanConflict(
-                msg="MAC %s is already used by another port of network %s"
-                    % (desired['mac'], bnet['id']))
+                msg="MAC %s is already used by another port of %s"
+                    % (desired['mac'], label))
+
+    def _refuses_unmapped(self, port):
+        """A VM port (Nova's device_owner compute:*) on a host in no pod
+        is refused when refuse_unmapped_hosts is set."""
+        return (self.conf.refuse_unmapped_hosts and
+                (port.get('device_owner') or '').startswith('compute:'))
 
     def create_port_precommit(self, context):
         self._check_port(context)
@@ -519,6 +637,29 @@ class L2spanMechanismDriver(api.MechanismDriver):
             if not e.not_found:
                 raise
             have = None
+        try:
+            self._apply_port_to(port_id, desired, have)
+        finally:
+            if self.conf.pod_segments:
+                nets = {desired['network_id']} if desired else set()
+                if have:
+                    nets.add(have['network_id'])
+                for net_id in nets:
+                    self._sync_span(net_id)
+
+    def _sync_span(self, net_id, bnet=None):
+        """Mirror the brain network's per-pod segments into Neutron; a
+        failure waits for the full sync."""
+        try:
+            bnet = bnet or self.client.find_network(net_id)
+            nid = _neutron_id(bnet) if bnet else None
+            if nid:
+                span.sync(n_context.get_admin_context(), nid, bnet)
+        except Exception as e:  # noqa: the full sync repairs it
+            LOG.warning("l2span: segments of network %s not mirrored: %s",
+                        net_id, e)
+
+    def _apply_port_to(self, port_id, desired, have):
         if have and (desired is None
                      or have.get('mac') != desired['mac']
                      or not self._same_network(have, desired)):
@@ -557,8 +698,11 @@ class L2spanMechanismDriver(api.MechanismDriver):
         pod = self.pod_for_host(context.host, port.get(portbindings.PROFILE),
                                 context._plugin_context)
         if not pod:
-            LOG.debug("l2span: host %s of port %s is in no pod",
-                      context.host, port['id'])
+            # ML2 then marks the port binding_failed.
+            LOG.warning("l2span: not binding port %s: host %s maps to no "
+                        "l2span pod (add it to [l2span] host_pod_map, or "
+                        "give its agents an availability zone with one pod)",
+                        port['id'], context.host)
             return
         for seg in context.segments_to_bind:
             context.set_binding(
@@ -691,6 +835,15 @@ class L2spanMechanismDriver(api.MechanismDriver):
         finally:
             lockf.close()
 
+    def _brain_networks(self):
+        """The brain networks this driver made, by Neutron id."""
+        out = {}
+        for n in self.client.list_all('/v1/networks'):
+            nid = _neutron_id(n)
+            if nid:
+                out[nid] = n
+        return out
+
     def _full_sync(self):
         began = time.time()
         plugin = directory.get_plugin()
@@ -712,13 +865,14 @@ class L2spanMechanismDriver(api.MechanismDriver):
             d = self._network_desired(net)
             if d:
                 want_nets[net['id']] = d
-        bnets = {n['name']: n for n in self.client.list_all('/v1/networks')
-                 if UUID_RE.match(n.get('name') or '')}
+        bnets = self._brain_networks()
         for nid, d in want_nets.items():
-            if nid not in bnets:
+            b = bnets.get(nid)
+            if b is None:
                 run(NETWORK, nid, {}, d, 'created')
-        bnets = {n['name']: n for n in self.client.list_all('/v1/networks')
-                 if UUID_RE.match(n.get('name') or '')}
+            elif _network_differs(b, d):
+                run(NETWORK, nid, {}, d, 'updated')
+        bnets = self._brain_networks()
         by_bid = {n['id']: name for name, n in bnets.items()}
 
         want_subs = {}
@@ -733,7 +887,8 @@ class L2spanMechanismDriver(api.MechanismDriver):
                 have_subs[(by_bid[s['network_id']], s['cidr'])] = s
         for key, (sid, e) in want_subs.items():
             h = have_subs.get(key)
-            if h is None or (h.get('gateway_ip') or '') != e['gateway_ip']:
+            if h is None or (h.get('gateway_ip') or '') != e['gateway_ip'] \
+                    or h['id'] != sid:
                 run(SUBNET, sid, e, e, 'created' if h is None else 'updated')
 
         want_ports = {}
@@ -770,22 +925,37 @@ class L2spanMechanismDriver(api.MechanismDriver):
                         counts['failed'] += 1
                         LOG.warning("l2span: sync: delete subnet %s: %s",
                                     s['id'], e)
-        for name, bnet in bnets.items():
-            if name in want_nets:
-                continue
-            # Learned ports of a network Neutron deleted go with it.
-            for p in have_ports.values():
-                if p['network_id'] == bnet['id'] and \
-                        p.get('device_owner') == LEARNED_OWNER:
-                    try:
-                        self.client.request('DELETE', '/v1/ports/' + p['id'])
-                    except Exception:  # noqa: the network delete says
-                        pass
-            run(NETWORK, name, {}, None, 'deleted')
+        for name in bnets:
+            if name not in want_nets:
+                # (its learned ports go with it: _apply_network)
+                run(NETWORK, name, {}, None, 'deleted')
+        if self.conf.pod_segments:
+            for nid, bnet in self._brain_networks().items():
+                if nid in want_nets:
+                    self._sync_span(nid, bnet)
         self.last_sync = (time.time(), counts)
         LOG.info("l2span: full sync in %.2fs: %s", time.time() - began,
                  counts)
         return counts
+
+
+def _network_differs(bnet, desired):
+    """Whether the brain network lacks a Neutron attribute the driver
+    keeps in step (name, router:external)."""
+    if bool(bnet.get('external')) != desired['external']:
+        return True
+    return bnet['id'] == desired['id'] and \
+        bnet.get('name') != desired['name']
+
+
+def _neutron_id(bnet):
+    """The Neutron id of a brain network the driver made: its id, or its
+    name for one made by an older driver; None if not Neutron's."""
+    if bnet.get('managed_by') == MANAGED_BY:
+        return bnet['id']
+    if UUID_RE.match(bnet.get('name') or ''):
+        return bnet['name']
+    return None
 
 
 def _label(kind, res):
