@@ -40,7 +40,9 @@ func brainFor(t *testing.T, r *Rig) *api.Client {
 	addr := BrainIP.String() + ":9797"
 	d, err := start(r.Underlay, filepath.Join(dir, "brain.log"), nil, bin, "--listen", addr,
 		"--store", "sqlite://"+filepath.Join(dir, "brain.db"), "--vni-ranges", "4000:4999", "--poll-interval", "50ms",
-		"--bottom-config", filepath.Join(dir, "bottom.json"))
+		"--bottom-config", filepath.Join(dir, "bottom.json"),
+		// The underlay is the rig's private netns: plaintext is fine there.
+		"--insecure-plaintext", "--bootstrap-token-file", filepath.Join(dir, "admin.token"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,12 +52,18 @@ func brainFor(t *testing.T, r *Rig) *api.Client {
 		}
 		d.stop()
 	})
-	c, err := api.NewClient("http://"+addr, api.WithTransport(&http.Transport{DialContext: r.Underlay.Dial}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	var c *api.Client
 	if err := waitFor(20*time.Second, "brain up", func() error {
-		_, err := c.ListPods(context.Background(), api.ListOptions{Limit: 1})
+		token, err := os.ReadFile(filepath.Join(dir, "admin.token"))
+		if err != nil || len(token) == 0 {
+			return fmt.Errorf("no admin token yet: %v", err)
+		}
+		c, err = api.NewClient("http://"+addr, api.WithTransport(&http.Transport{DialContext: r.Underlay.Dial}),
+			api.WithToken(strings.TrimSpace(string(token))))
+		if err != nil {
+			return err
+		}
+		_, err = c.ListPods(context.Background(), api.ListOptions{Limit: 1})
 		return err
 	}); err != nil {
 		t.Fatal(err)
