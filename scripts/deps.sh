@@ -27,6 +27,8 @@ curl
 nftables
 neutron-server
 python3-openstackclient
+rabbitmq-server
+neutron-linuxbridge-agent
 frr
 gnuplot-nox
 "
