@@ -6,7 +6,7 @@ CMDS    := ./cmd/l2span-brain ./cmd/l2spanctl ./cmd/l2span-agent
 # The whole suite must stay well inside CI's limit.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all deps build test lint unit run bench generate dist clean fuzz
+.PHONY: all deps build test lint unit run bench soak generate dist clean fuzz
 
 all: build
 
@@ -46,6 +46,10 @@ run: deps build
 ## bench: speed and memory goals, side by side with their baselines.
 bench: deps build
 	./scripts/bench.sh
+
+## soak: TestChaos's long form (SOAK_DURATION, default 10m); plots memory and goroutines into docs/soak.png.
+soak: deps build
+	./scripts/soak.sh
 
 ## generate: regenerate committed generated code.
 generate:

@@ -40,6 +40,16 @@ func (s *Service) bottomChanged(ctx context.Context, tx *store.Tx, networkID, po
 	return err
 }
 
+// bottomPortChanged enqueues the network's sync job in podID (its bottom
+// port) and in every other pod the network reaches (their shadow ports of
+// it), in the same transaction as the port change.
+func (s *Service) bottomPortChanged(ctx context.Context, tx *store.Tx, networkID, podID string) error {
+	if err := s.bottomChanged(ctx, tx, networkID, podID); err != nil {
+		return err
+	}
+	return s.bottomNetworkChanged(ctx, tx, networkID)
+}
+
 // bottomNetworkChanged enqueues the network's sync job in every pod it has
 // a segment or bottom resources in.
 func (s *Service) bottomNetworkChanged(ctx context.Context, tx *store.Tx, networkID string) error {
@@ -82,7 +92,10 @@ type BottomView struct {
 	HasSegment bool
 	Subnets    []model.Subnet
 	Ports      []model.Port // the network's ports in the pod
-	Routes     []model.Route
+	// Remote are the network's ports in other pods (reserved ones
+	// included): each gets a shadow port in this pod.
+	Remote []model.Port
+	Routes []model.Route
 }
 
 // BottomView reads the top state of networkID in podID.
@@ -118,11 +131,17 @@ func (s *Service) BottomView(ctx context.Context, networkID, podID string) (Bott
 			return err
 		}
 		v.Subnets = subs.Items
-		ports, err := tx.ListPorts(ctx, model.PortFilter{NetworkID: networkID, PodID: podID}, model.Page{Limit: 10000})
+		ports, err := tx.ListPorts(ctx, model.PortFilter{NetworkID: networkID}, model.Page{Limit: 100000})
 		if err != nil {
 			return err
 		}
-		v.Ports = ports.Items
+		for _, p := range ports.Items {
+			if p.PodID == podID {
+				v.Ports = append(v.Ports, p)
+			} else {
+				v.Remote = append(v.Remote, p)
+			}
+		}
 		return nil
 	})
 	return v, err

@@ -180,7 +180,7 @@ func (s *Service) insertPort(ctx context.Context, tx *store.Tx, p *model.Port, c
 		return err
 	}
 	tx.Changed(pn.net.ID)
-	return s.bottomChanged(ctx, tx, pn.net.ID, p.PodID)
+	return s.bottomPortChanged(ctx, tx, pn.net.ID, p.PodID)
 }
 
 // inScope checks that pod is inside the network's AZ scope.
@@ -221,7 +221,7 @@ func (s *Service) DeletePort(ctx context.Context, id string) error {
 			}
 		}
 		tx.Changed(p.NetworkID)
-		return s.bottomChanged(ctx, tx, p.NetworkID, p.PodID)
+		return s.bottomPortChanged(ctx, tx, p.NetworkID, p.PodID)
 	})
 }
 
@@ -302,7 +302,7 @@ func (s *Service) UpdatePort(ctx context.Context, id string, u PortUpdate) (mode
 		}
 		tx.Changed(p.NetworkID)
 		out = p
-		if err := s.bottomChanged(ctx, tx, p.NetworkID, p.PodID); err != nil {
+		if err := s.bottomPortChanged(ctx, tx, p.NetworkID, p.PodID); err != nil {
 			return err
 		}
 		return tx.UpdatePort(ctx, p)

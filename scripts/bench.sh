@@ -16,8 +16,10 @@ section "brain: snapshot of a pod with 100k remote ports, alone and ten at once 
 bench -bench Snapshot100k -benchtime 3x ./brain/httpapi/
 section "agent: convergence, brain POST port -> FDB entry in every remote gateway's kernel (8 pods)"
 bench -bench Convergence -benchtime 200x ./test/e2e/
-section "agent HA: kill -9 of a pod's designated forwarder -> first reply through the standby (median of 10), tuned vs memberlist defaults"
+section "agent HA: kill -9 of a pod's designated forwarder -> first reply through the standby (median of 10), tuned vs fast timers vs memberlist defaults"
 bench -bench Failover -benchtime 10x ./test/e2e/
+section "agent HA: gossip false positives under a busy loop on every CPU (deaths, suspicions, DF changes per gateway-minute), tuned vs fast timers"
+bench -bench GossipFalsePositives -benchtime 1x ./test/e2e/
 section "vtep/linux: 100k remote MACs into one gateway, l2span vs bridge -batch of the same entries"
 bench -bench Program100k -benchtime 3x ./vtep/linux/
 section "hwvtep: 50k Ucast_Macs_Remote by the backend vs one raw JSON-RPC transact of the same rows (floor); Go heap peak, peak RSS of a process doing only the backend run"

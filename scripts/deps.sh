@@ -27,7 +27,10 @@ curl
 nftables
 neutron-server
 python3-openstackclient
+rabbitmq-server
+neutron-linuxbridge-agent
 frr
+gnuplot-nox
 "
 
 say() { printf 'deps: %s\n' "$*"; }

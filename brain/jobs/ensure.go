@@ -155,6 +155,9 @@ func (r *ensureRun) prunePorts(ctx context.Context, have []Port) error {
 	for _, p := range r.v.Ports {
 		want[bottomName(p.ID)] = func(b Port) bool { return samePort(b, p) }
 	}
+	for _, p := range r.wantShadows() {
+		want[shadowName(p.ID)] = func(b Port) bool { return r.sameShadow(b, p) }
+	}
 	for _, s := range r.v.Subnets {
 		if s.GatewayIP != "" && !r.n.GatewayPerPod {
 			gw := s.GatewayIP
@@ -282,6 +285,8 @@ func (r *ensureRun) ports(ctx context.Context) error {
 		specs = append(specs, Port{Name: GatewayPortPrefix + s.ID, ProjectID: r.pc.project(), NetworkID: r.net.ID,
 			DeviceOwner: GatewayOwner, FixedIPs: []FixedIP{{SubnetID: sid, IP: s.GatewayIP}}})
 	}
+	// Shadow ports of the other pods' ports go in the same bulk call.
+	specs = append(specs, r.shadowSpecs()...)
 	if len(specs) > 0 {
 		made, err := r.b.CreatePorts(ctx, specs)
 		if err != nil {

@@ -233,10 +233,17 @@ type neutronPort struct {
 	DeviceOwner string           `json:"device_owner"`
 	DeviceID    string           `json:"device_id,omitempty"`
 	FixedIPs    []neutronFixedIP `json:"fixed_ips"`
+	HostID      string           `json:"binding:host_id,omitempty"`
+	Profile     map[string]any   `json:"binding:profile,omitempty"`
+	Status      string           `json:"status,omitempty"`
 }
 
 func (p neutronPort) bottom() Port {
-	out := Port{ID: p.ID, Name: p.Name, ProjectID: p.ProjectID, NetworkID: p.NetworkID, MAC: p.MAC, DeviceOwner: p.DeviceOwner, DeviceID: p.DeviceID}
+	out := Port{ID: p.ID, Name: p.Name, ProjectID: p.ProjectID, NetworkID: p.NetworkID, MAC: p.MAC, DeviceOwner: p.DeviceOwner, DeviceID: p.DeviceID,
+		HostID: p.HostID, Status: p.Status}
+	if ip, ok := p.Profile[ShadowProfileKey].(string); ok {
+		out.ShadowIP = ip
+	}
 	for _, f := range p.FixedIPs {
 		out.FixedIPs = append(out.FixedIPs, FixedIP(f))
 	}
@@ -262,7 +269,11 @@ func (n *Neutron) ListPorts(ctx context.Context, networkID string) ([]Port, erro
 func (n *Neutron) CreatePorts(ctx context.Context, specs []Port) ([]Port, error) {
 	body := make([]neutronPort, 0, len(specs))
 	for _, p := range specs {
-		np := neutronPort{Name: p.Name, ProjectID: p.ProjectID, NetworkID: p.NetworkID, MAC: p.MAC, DeviceOwner: p.DeviceOwner, DeviceID: p.DeviceID, FixedIPs: []neutronFixedIP{}}
+		np := neutronPort{Name: p.Name, ProjectID: p.ProjectID, NetworkID: p.NetworkID, MAC: p.MAC, DeviceOwner: p.DeviceOwner, DeviceID: p.DeviceID,
+			HostID: p.HostID, FixedIPs: []neutronFixedIP{}}
+		if p.ShadowIP != "" {
+			np.Profile = map[string]any{ShadowProfileKey: p.ShadowIP}
+		}
 		for _, f := range p.FixedIPs {
 			np.FixedIPs = append(np.FixedIPs, neutronFixedIP(f))
 		}
@@ -324,6 +335,11 @@ func (c Config) Validate() error {
 			}
 		default:
 			errs = append(errs, fmt.Errorf("pods.%s.auth: %q must be noauth, password or application_credential", id, p.Auth))
+		}
+		if p.ShadowTunnelIP != "" {
+			if _, err := netip.ParseAddr(p.ShadowTunnelIP); err != nil {
+				errs = append(errs, fmt.Errorf("pods.%s.shadow_tunnel_ip: %q is not an IP address", id, p.ShadowTunnelIP))
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -51,6 +51,11 @@ type Port struct {
 	ID, Name, ProjectID, NetworkID string
 	MAC, DeviceOwner, DeviceID     string
 	FixedIPs                       []FixedIP
+	// HostID is binding:host_id; ShadowIP the shadow tunnel IP its
+	// binding:profile names (ShadowProfileKey), "" for none.
+	HostID, ShadowIP string
+	// Status is Neutron's (read only).
+	Status string
 }
 
 // FixedIP is one IP of a port in one subnet.
@@ -245,6 +250,15 @@ type PodConfig struct {
 	// Physnets maps a top physical network to the pod's bottom one
 	// (default: the same name).
 	Physnets map[string]string `json:"physnets,omitempty"`
+	// ShadowTunnelIP is the pod's shadow tunnel IP: the virtual IP its
+	// l2span gateways hold for the pod's compute hosts. Set, every port of
+	// an overlay network in another pod gets a shadow port in this pod,
+	// bound to ShadowHost with this IP in its binding profile (the pod's
+	// Neutron loads the l2span_bottom mechanism driver).
+	ShadowTunnelIP string `json:"shadow_tunnel_ip,omitempty"`
+	// ShadowHost is the binding host of the shadow ports (default
+	// "l2span-gateway").
+	ShadowHost string `json:"shadow_host,omitempty"`
 	// TimeoutSeconds bounds one Neutron call (default 30).
 	TimeoutSeconds int `json:"timeout_seconds,omitempty"`
 }
@@ -254,6 +268,13 @@ func (c PodConfig) project() string {
 		return "l2span"
 	}
 	return c.ProjectID
+}
+
+func (c PodConfig) shadowHost() string {
+	if c.ShadowHost == "" {
+		return DefaultShadowHost
+	}
+	return c.ShadowHost
 }
 
 func (c PodConfig) physnet(top string) string {

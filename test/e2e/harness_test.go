@@ -22,6 +22,7 @@ import (
 
 	"github.com/l2span/l2span/brain/api"
 	"github.com/l2span/l2span/test/netns"
+	"github.com/l2span/l2span/test/pgtest"
 )
 
 var (
@@ -53,7 +54,7 @@ func binaries(t testing.TB) string {
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := pgtest.RunMain(m) // a PostgreSQL shared by the tests that ask for one (TestChaos)
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}
