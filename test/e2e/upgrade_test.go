@@ -156,7 +156,12 @@ func TestUpgradeWithMigrationKeepsData(t *testing.T) {
 	common := []string{"--listen", brainAddr + ":9696", "--store", "sqlite://" + db, "--vni-ranges", "4000:4999",
 		"--poll-interval", "50ms", "--token-file", token}
 	newBin, newDir := l.brain.argv[0], l.bin
-	l.brain.argv = append([]string{filepath.Join(oldDir, "l2span-brain")}, common...)
+	oldBrain := filepath.Join(oldDir, "l2span-brain")
+	l.brain.argv = append([]string{oldBrain}, common...)
+	if hasFlag(t, oldBrain, "insecure-plaintext") {
+		// A release with auth refuses a plaintext non-loopback listen.
+		l.brain.argv = append(l.brain.argv, "--insecure-plaintext")
+	}
 	l.brain.restart()
 	var err error
 	if l.client, err = api.NewClient("http://"+brainAddr+":9696", api.WithTransport(l.transport), api.WithToken(secret)); err != nil {
@@ -231,6 +236,14 @@ func TestUpgradeWithMigrationKeepsData(t *testing.T) {
 // buildOldRelease builds the brain and agent of the release the upgrade
 // starts from, the parent of the last commit that added a schema
 // migration, into a directory it returns.
+// hasFlag says whether the binary bin (of another release) has a flag
+// named name, from its -h output.
+func hasFlag(t *testing.T, bin, name string) bool {
+	t.Helper()
+	out, _ := exec.Command(bin, "-h").CombinedOutput()
+	return strings.Contains(string(out), "-"+name+" ") || strings.Contains(string(out), "-"+name+"\n")
+}
+
 func buildOldRelease(t *testing.T) string {
 	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil {
