@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -133,30 +132,9 @@ func (s *Syncer) apply(ev api.WatchEvent) error {
 		}
 		s.state = *ev.State
 	case api.EventUpdate:
-		byID := map[string]int{}
-		for i, n := range s.state.Networks {
-			byID[n.NetworkID] = i
-		}
-		nets := slices.Clone(s.state.Networks)
-		for _, n := range ev.Networks {
-			if i, ok := byID[n.NetworkID]; ok {
-				nets[i] = n
-			} else {
-				nets = append(nets, n)
-			}
-		}
-		nets = slices.DeleteFunc(nets, func(n api.NetworkState) bool { return slices.Contains(ev.Removed, n.NetworkID) })
-		slices.SortFunc(nets, func(a, b api.NetworkState) int {
-			if a.NetworkID < b.NetworkID {
-				return -1
-			}
-			if a.NetworkID > b.NetworkID {
-				return 1
-			}
-			return 0
-		})
-		s.state.Networks = nets
-		s.state.Revision = ev.Revision
+		s.state = applyUpdate(s.state, ev)
+	case api.EventDelta:
+		s.state = applyDelta(s.state, ev)
 	case api.EventHeartbeat:
 		// The brain hears us: a watch resumed at the current revision gets
 		// only heartbeats until something changes.

@@ -3,6 +3,7 @@ package brain
 import (
 	"context"
 
+	"github.com/l2span/l2span/brain/model"
 	"github.com/l2span/l2span/brain/state"
 	"github.com/l2span/l2span/brain/store"
 )
@@ -38,9 +39,7 @@ func podState(ctx context.Context, tx *store.Tx, podID string) (state.PodState, 
 	if err != nil {
 		return state.PodState{PodID: podID}, err
 	}
-	st := state.Pod(podID, rev, nets, pods)
-	st.Gateways = state.Gateways(gws)
-	return st, nil
+	return state.Pod(podID, rev, nets, pods, gws), nil
 }
 
 // networkRows reads what the projection needs of the overlay networks that
@@ -69,39 +68,132 @@ func networkRows(ctx context.Context, tx *store.Tx, podID string, only []string)
 	return state.Group(nets, segs, ports, subnets), nil
 }
 
-// PodDelta returns what changed for podID after since: an update event, a
-// snapshot event when the change log no longer reaches since or a pod-wide
-// change happened, or an update with no networks when nothing changed.
-func (s *Service) PodDelta(ctx context.Context, podID string, since int64) (state.Event, error) {
-	var ev state.Event
+// LoadModel reads every overlay network, its segments, subnets and ports,
+// and the pods, at one revision, into a model.
+func (s *Service) LoadModel(ctx context.Context) (*state.Model, error) {
+	var m *state.Model
 	err := s.read(ctx, func(tx *store.Tx) error {
 		rev, err := tx.Revision(ctx)
 		if err != nil {
 			return err
 		}
-		ids, expired, err := tx.Changes(ctx, since, rev)
+		pods, err := tx.AllPods(ctx)
 		if err != nil {
 			return err
 		}
-		changes := state.Changes{Since: since, Revision: rev, NetworkIDs: ids, Expired: expired}
-		if changes.NeedsSnapshot() {
-			st, err := podState(ctx, tx, podID)
-			if err != nil {
-				return err
-			}
-			ev = state.SnapshotOf(st)
-			return nil
+		gws, err := tx.GatewayClaims(ctx)
+		if err != nil {
+			return err
 		}
-		var rows []state.NetworkRows
-		if len(ids) > 0 {
-			if rows, err = networkRows(ctx, tx, podID, ids); err != nil {
-				return err
+		var nets []model.Network
+		var segs []model.Segment
+		var subnets []model.Subnet
+		var ports []model.Port
+		// Ports stream into the model once its networks are there; the
+		// rest is small.
+		addPort := func(p model.Port) {
+			if m == nil {
+				m = state.NewModel(rev, state.Group(nets, segs, nil, subnets), pods, gws)
 			}
+			m.AddPort(p)
 		}
-		ev = state.Delta(podID, changes, rows)
+		err = tx.EachOfTypes(ctx, state.OverlayTypes,
+			func(n model.Network) { nets = append(nets, n) },
+			func(g model.Segment) { segs = append(segs, g) },
+			func(sn model.Subnet) { subnets = append(subnets, sn) },
+			addPort)
+		if err != nil {
+			return err
+		}
+		if m == nil {
+			m = state.NewModel(rev, state.Group(nets, segs, ports, subnets), pods, gws)
+		}
 		return nil
 	})
-	return ev, err
+	return m, err
+}
+
+// ReadBatch reads what changed after since: the rows each change touched
+// as they are now, at the latest revision. expired is true when the change
+// log no longer reaches since (the caller loads the model again).
+func (s *Service) ReadBatch(ctx context.Context, since int64) (b state.Batch, expired bool, err error) {
+	err = s.read(ctx, func(tx *store.Tx) error {
+		rev, err := tx.Revision(ctx)
+		if err != nil {
+			return err
+		}
+		b = state.Batch{Revision: rev, Networks: map[string]*state.NetworkRows{}, Ports: map[string]*model.Port{}}
+		if rev <= since {
+			return nil
+		}
+		cs, exp, err := tx.Changes(ctx, since, rev)
+		if err != nil || exp {
+			expired = exp
+			return err
+		}
+		if err := readNetworkHeaders(ctx, tx, cs.Networks, b.Networks); err != nil {
+			return err
+		}
+		for _, id := range cs.Ports {
+			b.Ports[id] = nil
+		}
+		ports, err := tx.PortsByID(ctx, cs.Ports)
+		if err != nil {
+			return err
+		}
+		for i := range ports {
+			b.Ports[ports[i].ID] = &ports[i]
+		}
+		if cs.Pods {
+			// A pod-wide change: a pod's row or a gateway's claim. Both
+			// are few rows; the model diffs them.
+			if b.Pods, err = tx.AllPods(ctx); err != nil {
+				return err
+			}
+			if b.Pods == nil {
+				b.Pods = []model.Pod{}
+			}
+			if b.Gateways, err = tx.GatewayClaims(ctx); err != nil {
+				return err
+			}
+			if b.Gateways == nil {
+				b.Gateways = []model.Gateway{}
+			}
+		}
+		return nil
+	})
+	return b, expired, err
+}
+
+// readNetworkHeaders fills out with each of ids' rows without ports (nil
+// for a network that is gone).
+func readNetworkHeaders(ctx context.Context, tx *store.Tx, ids []string, out map[string]*state.NetworkRows) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	for _, id := range ids {
+		out[id] = nil
+	}
+	nets, err := tx.NetworksByID(ctx, ids)
+	if err != nil {
+		return err
+	}
+	live := make([]string, len(nets))
+	for i, n := range nets {
+		live[i] = n.ID
+	}
+	segs, err := tx.SegmentsOf(ctx, live)
+	if err != nil {
+		return err
+	}
+	subnets, err := tx.SubnetsOf(ctx, live)
+	if err != nil {
+		return err
+	}
+	for _, rows := range state.Group(nets, segs, nil, subnets) {
+		out[rows.Network.ID] = &rows
+	}
+	return nil
 }
 
 // Revision returns the latest committed revision.

@@ -9,7 +9,11 @@ section() { printf '\n### %s\n' "$*"; }
 bench() { go test -count=1 -run '^$' "$@" 2>&1 | grep -E '^(Benchmark|ok|FAIL|---)|SKIP' ; }
 
 section "brain: durable port creates (8 clients), bulk creates, watch fan-out — SQLite and PostgreSQL"
-bench -bench . -benchtime 2s ./brain/httpapi/
+bench -bench 'PortCreate|WatchFanout' -benchtime 2s ./brain/httpapi/
+section "brain: one port change in a 10k-port network, 10 watchers: delta stream vs full-network stream (bytes/watcher, CPU per change)"
+bench -bench PortChange10k -benchtime 200x ./brain/httpapi/
+section "brain: snapshot of a pod with 100k remote ports, alone and ten at once (client decode included)"
+bench -bench Snapshot100k -benchtime 3x ./brain/httpapi/
 section "agent: convergence, brain POST port -> FDB entry in every remote gateway's kernel (8 pods)"
 bench -bench Convergence -benchtime 200x ./test/e2e/
 section "agent HA: kill -9 of a pod's designated forwarder -> first reply through the standby (median of 10), tuned vs memberlist defaults"

@@ -350,18 +350,33 @@ func (c *Client) PodState(ctx context.Context, pod string) (PodState, error) {
 }
 
 // Watch streams the pod's state events after since (0: start with a
-// snapshot) to fn until ctx ends, the stream breaks, or fn fails. It returns
-// the error that ended it; the caller reconnects with the last revision seen.
-// Heartbeats reach fn too: a watch resumed at the current revision hears
-// nothing else, and the first heartbeat (sent at once) says it is up.
-// idle bounds the wait for any line (heartbeats included); 0 means 45s.
+// snapshot) to fn until ctx ends, the stream breaks, or fn fails. It asks
+// for deltas (delta=1): fn gets snapshots and EventDelta events (or, from a
+// brain that predates deltas, EventUpdate ones). It returns the error that
+// ended it; the caller reconnects with the last revision seen. Heartbeats
+// reach fn too: a watch resumed at the current revision hears nothing else,
+// and the first heartbeat (sent at once) says it is up. idle bounds the wait
+// for any line (heartbeats included); 0 means 45s.
 func (c *Client) Watch(ctx context.Context, pod string, since int64, idle time.Duration, fn func(WatchEvent) error) error {
+	return c.watch(ctx, pod, since, idle, true, fn)
+}
+
+// WatchFull is Watch on the full-network stream of older agents: fn gets
+// snapshots and EventUpdate events carrying every changed network whole.
+func (c *Client) WatchFull(ctx context.Context, pod string, since int64, idle time.Duration, fn func(WatchEvent) error) error {
+	return c.watch(ctx, pod, since, idle, false, fn)
+}
+
+func (c *Client) watch(ctx context.Context, pod string, since int64, idle time.Duration, delta bool, fn func(WatchEvent) error) error {
 	if idle <= 0 {
 		idle = 45 * time.Second
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	q := url.Values{"watch": {"true"}, "since": {strconv.FormatInt(since, 10)}}
+	if delta {
+		q.Set("delta", "1")
+	}
 	// A watch that cannot start on one replica starts on the next, from the
 	// same revision: the state the caller holds stays valid.
 	resp, err := c.send(ctx, c.stream, http.MethodGet, "/v1/pods/"+url.PathEscape(pod)+"/state", q, nil)

@@ -281,8 +281,14 @@ type SubnetGateway struct {
 const (
 	// EventSnapshot carries the full state; the client replaces what it has.
 	EventSnapshot = "snapshot"
-	// EventUpdate carries only the networks that changed and those removed.
+	// EventUpdate (the stream without delta=1, for older agents) carries
+	// the changed networks whole and those removed.
 	EventUpdate = "update"
+	// EventDelta (the stream with delta=1) carries what changed: networks
+	// that entered the state whole, networks removed, patches to the
+	// others (remote ports added, changed or gone; a new header), and the
+	// pod-wide part when it changed.
+	EventDelta = "delta"
 	// EventHeartbeat keeps the stream alive; Revision is the latest known.
 	EventHeartbeat = "heartbeat"
 )
@@ -293,11 +299,51 @@ type WatchEvent struct {
 	Revision int64  `json:"revision"`
 	// State is set on snapshots.
 	State *PodState `json:"state,omitempty"`
-	// Networks are the changed networks' full states (updates).
+	// Networks are, on updates, the changed networks' full states; on
+	// deltas, networks that entered the pod's state (or are replaced
+	// whole).
 	Networks []NetworkState `json:"networks,omitempty"`
-	// Removed are networks no longer spanned into the pod (updates). A change
-	// to pods (e.g. a dvr_base_mac) is always sent as a snapshot.
+	// Removed are networks no longer spanned into the pod (updates,
+	// deltas). On the full-network stream a change to pods (e.g. a
+	// dvr_base_mac) is sent as a snapshot.
 	Removed []string `json:"removed,omitempty"`
+	// Changes patch networks the client keeps (deltas), by network id.
+	Changes []NetworkDelta `json:"changes,omitempty"`
+	// Pod, when set, replaces the pod-wide part of the state (deltas).
+	Pod *PodWide `json:"pod,omitempty"`
+}
+
+// NetworkDelta patches one network of a pod's state. Apply Header, then
+// RemovedMACs, then Upserted (a MAC may be in both only if it left with one
+// port and came back with another; upserted wins).
+type NetworkDelta struct {
+	NetworkID string `json:"network_id"`
+	// Header, when set, replaces everything of the network but its remote
+	// ports.
+	Header *NetworkHeader `json:"header,omitempty"`
+	// RemovedMACs are remote ports gone from the network.
+	RemovedMACs []string `json:"removed_macs,omitempty"`
+	// Upserted are remote ports added or changed, keyed by MAC.
+	Upserted []RemotePort `json:"upserted,omitempty"`
+}
+
+// NetworkHeader is a NetworkState without its remote ports.
+type NetworkHeader struct {
+	Name         string          `json:"name"`
+	Type         string          `json:"type"`
+	VNI          uint32          `json:"vni"`
+	LocalSegment Segment         `json:"local_segment"`
+	RemotePods   []string        `json:"remote_pods"`
+	Subnets      []SubnetGateway `json:"subnets,omitempty"`
+}
+
+// PodWide is the part of a pod's state that is not per network; a delta
+// that carries it carries all of it.
+type PodWide struct {
+	DVRBaseMACs map[string]string `json:"dvr_base_macs"`
+	// Gateways replace PodState.Gateways (an empty list, never absent,
+	// when none is registered).
+	Gateways []PodGateway `json:"gateways"`
 }
 
 // AgentDataplane is an agent's view of its dataplane (GET /dataplane on the

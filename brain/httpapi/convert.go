@@ -141,17 +141,17 @@ func toAPIRoute(r model.Route) api.Route {
 
 func toAPIPodState(st state.PodState) api.PodState {
 	return api.PodState{PodID: st.PodID, Revision: st.Revision, Networks: mapSlice(st.Networks, toAPINetworkState),
-		DVRBaseMACs: st.DVRBaseMACs, Gateways: mapSlice(st.Gateways, func(g state.Gateway) api.PodGateway {
-			return api.PodGateway{ID: g.ID, PodID: g.PodID, VTEP: g.VTEP}
-		})}
+		DVRBaseMACs: st.DVRBaseMACs, Gateways: mapSlice(st.Gateways, toAPIPodGateway)}
+}
+
+func toAPIPodGateway(g state.Gateway) api.PodGateway {
+	return api.PodGateway{ID: g.ID, PodID: g.PodID, VTEP: g.VTEP}
 }
 
 func toAPINetworkState(n state.NetworkState) api.NetworkState {
 	return api.NetworkState{NetworkID: n.NetworkID, Name: n.Name, Type: n.Type, VNI: n.VNI,
 		LocalSegment: toAPISegment(n.LocalSegment), RemotePods: n.RemotePods,
-		RemotePorts: mapSlice(n.RemotePorts, func(p state.RemotePort) api.RemotePort {
-			return api.RemotePort{MAC: p.MAC, IPs: p.IPs, PodID: p.PodID, Seq: p.Seq}
-		}),
+		RemotePorts: mapSlice(n.RemotePorts, toAPIRemotePort),
 		Subnets: mapSlice(n.Subnets, func(s state.SubnetGateway) api.SubnetGateway {
 			return api.SubnetGateway{CIDR: s.CIDR, GatewayIP: s.GatewayIP}
 		}),
@@ -165,12 +165,32 @@ func toAPIWatchEvent(ev state.Event) api.WatchEvent {
 		out.Type = api.EventSnapshot
 	case state.Update:
 		out.Type = api.EventUpdate
+	case state.Delta:
+		out.Type = api.EventDelta
+		out.Changes = mapSlice(ev.Changes, toAPINetworkDelta)
+		if ev.Pod != nil {
+			out.Pod = &api.PodWide{DVRBaseMACs: ev.Pod.DVRBaseMACs, Gateways: mapSlice(ev.Pod.Gateways, toAPIPodGateway)}
+		}
 	}
 	if ev.State != nil {
 		st := toAPIPodState(*ev.State)
 		out.State = &st
 	}
 	return out
+}
+
+func toAPINetworkDelta(d state.NetworkDelta) api.NetworkDelta {
+	out := api.NetworkDelta{NetworkID: d.NetworkID, RemovedMACs: d.RemovedMACs, Upserted: mapSlice(d.Upserted, toAPIRemotePort)}
+	if d.Header != nil {
+		n := toAPINetworkState(*d.Header)
+		out.Header = &api.NetworkHeader{Name: n.Name, Type: n.Type, VNI: n.VNI, LocalSegment: n.LocalSegment,
+			RemotePods: n.RemotePods, Subnets: n.Subnets}
+	}
+	return out
+}
+
+func toAPIRemotePort(p state.RemotePort) api.RemotePort {
+	return api.RemotePort{MAC: p.MAC, IPs: p.IPs, PodID: p.PodID, Seq: p.Seq}
 }
 
 // encodeEvent is a watch event as one line of the stream.

@@ -52,6 +52,7 @@ func TestRequestErrorWire(t *testing.T) {
 		{"no route", "GET", "/v2/pods", "", "", 404, `{"error":{"code":"not_found","message":"no route GET /v2/pods"}}`},
 		{"bad limit", "GET", "/v1/pods?limit=0", "secret", "", 400, `{"error":{"code":"invalid","message":"must be a number from 1 to 10000","field":"limit"}}`},
 		{"bad since", "GET", "/v1/pods/p/state?watch=true&since=x", "secret", "", 400, `{"error":{"code":"invalid","message":"must be a revision number \u003e= 0","field":"since"}}`},
+		{"bad delta", "GET", "/v1/pods/p/state?watch=true&delta=x", "secret", "", 400, `{"error":{"code":"invalid","message":"must be 1 or 0","field":"delta"}}`},
 		{"unknown field", "POST", "/v1/pods", "secret", `{"idd":"x"}`, 400, `{"error":{"code":"invalid","message":"unknown field","field":"idd"}}`},
 		{"two objects", "POST", "/v1/pods", "secret", `{}{}`, 400, `{"error":{"code":"invalid","message":"request body must hold one JSON object"}}`},
 		{"empty", "POST", "/v1/pods", "secret", ``, 400, `{"error":{"code":"invalid","message":"request body is empty"}}`},

@@ -93,11 +93,16 @@ func awaitPort(t *testing.T, evs <-chan api.WatchEvent, mac, what string) (api.W
 			if ev.State != nil {
 				nets = ev.State.Networks
 			}
+			var ports []api.RemotePort
 			for _, n := range nets {
-				for _, p := range n.RemotePorts {
-					if p.MAC == mac {
-						return ev, time.Since(start)
-					}
+				ports = append(ports, n.RemotePorts...)
+			}
+			for _, c := range ev.Changes {
+				ports = append(ports, c.Upserted...)
+			}
+			for _, p := range ports {
+				if p.MAC == mac {
+					return ev, time.Since(start)
 				}
 			}
 		case <-deadline:
@@ -136,8 +141,8 @@ func TestReplicasShareChanges(t *testing.T) {
 		t.Fatalf("client uses %s after replica a died, want %s", both.URL(), b.http.URL)
 	}
 	ev, _ := awaitPort(t, viaBoth, p.MAC, "watcher moved to the surviving replica")
-	if ev.Type != api.EventUpdate || resumedFrom == 0 {
-		t.Fatalf("after failover the watch got %s (resumed from %d): want an update from its revision, not a relist", ev.Type, resumedFrom)
+	if ev.Type != api.EventDelta || resumedFrom == 0 {
+		t.Fatalf("after failover the watch got %s (resumed from %d): want a delta from its revision, not a relist", ev.Type, resumedFrom)
 	}
 }
 

@@ -22,7 +22,7 @@ func watch(t *testing.T, c *api.Client, pod string, since int64) *watcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &watcher{events: make(chan api.WatchEvent, 100), done: make(chan error, 1), cancel: cancel}
 	go func() {
-		w.done <- c.Watch(ctx, pod, since, 5*time.Second, func(ev api.WatchEvent) error {
+		w.done <- c.WatchFull(ctx, pod, since, 5*time.Second, func(ev api.WatchEvent) error {
 			if ev.Type == api.EventHeartbeat {
 				return nil
 			}
@@ -130,13 +130,19 @@ func TestWatch(t *testing.T) {
 		if ev.Type != api.EventSnapshot || ev.State.DVRBaseMACs["pod3"] != "fa:16:40:00:00:00/24" {
 			t.Fatalf("pod change: %+v %+v", ev, ev.State)
 		}
-		// A revision older than the change log reaches gets a snapshot.
-		if err := b.svc.Compact(ctx, 1); err != nil {
-			t.Fatal(err)
+		// A watcher the delta log no longer reaches is cut off, and one
+		// resuming from a revision older than the log gets a snapshot.
+		b.hub.SetLogWeight(1)
+		must[api.Pod](t)(c.UpdatePod(ctx, api.Pod{ID: "pod3", DVRBaseMAC: "fa:16:41:00:00:00/24"}))
+		select {
+		case err := <-w2.done:
+			t.Logf("slow watcher cut off: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("a watcher behind the log was not cut off")
 		}
 		w3 := watch(t, c, "pod2", 1)
-		if ev := w3.next(t); ev.Type != api.EventSnapshot {
-			t.Fatalf("expired revision: %+v", ev)
+		if ev := w3.next(t); ev.Type != api.EventSnapshot || ev.State.DVRBaseMACs["pod3"] != "fa:16:41:00:00:00/24" {
+			t.Fatalf("revision older than the log: %+v", ev)
 		}
 		_ = p2
 	})

@@ -1,9 +1,9 @@
 package state
 
 import (
+	"cmp"
+	"maps"
 	"slices"
-
-	"github.com/l2span/l2span/brain/model"
 )
 
 // EventType says what an Event carries.
@@ -13,8 +13,12 @@ type EventType int
 const (
 	// Snapshot carries the full state; the watcher replaces what it has.
 	Snapshot EventType = iota + 1
-	// Update carries only the networks that changed and those removed.
+	// Update (the full-network stream of older agents) carries the changed
+	// networks whole and those removed.
 	Update
+	// Delta carries what changed: networks added whole, networks removed,
+	// patches to the others' remote ports and headers, the pod-wide part.
+	Delta
 )
 
 // Event is what a pod's watcher gets for a span of revisions.
@@ -23,15 +27,20 @@ type Event struct {
 	Revision int64
 	// State is set on snapshots.
 	State *PodState
-	// Networks are the changed networks' full states (updates), by id.
+	// Networks are, on updates, the changed networks' full states; on
+	// deltas, the networks that entered the pod's state. By id.
 	Networks []NetworkState
-	// Removed are changed networks no longer in the pod's state, sorted.
+	// Removed are networks no longer in the pod's state, sorted.
 	Removed []string
+	// Changes patch networks the pod keeps (deltas), by id.
+	Changes []NetworkDelta
+	// Pod replaces the pod-wide part of the state (deltas), when set.
+	Pod *PodWide
 }
 
-// Empty reports whether an update tells a watcher nothing.
+// Empty reports whether an update or delta tells a watcher nothing.
 func (e Event) Empty() bool {
-	return e.Type == Update && len(e.Networks) == 0 && len(e.Removed) == 0
+	return e.Type != Snapshot && len(e.Networks) == 0 && len(e.Removed) == 0 && len(e.Changes) == 0 && e.Pod == nil
 }
 
 // SnapshotOf is the snapshot event of st.
@@ -39,42 +48,47 @@ func SnapshotOf(st PodState) Event {
 	return Event{Type: Snapshot, Revision: st.Revision, State: &st}
 }
 
-// Changes is the change log between two revisions as the store read it.
-type Changes struct {
-	// Since is the revision the watcher has; Revision the latest.
-	Since, Revision int64
-	// NetworkIDs changed after Since (model.AllNetworks among them for a
-	// change to every pod's state).
-	NetworkIDs []string
-	// Expired is true when the log no longer reaches back to Since.
-	Expired bool
+// DeltaOf is the delta event of d at revision rev.
+func DeltaOf(rev int64, d PodDelta) Event {
+	return Event{Type: Delta, Revision: rev, Networks: d.Added, Removed: d.Removed, Changes: d.Changed, Pod: d.Pod}
 }
 
-// NeedsSnapshot reports whether a watcher at Since must get a full state: the
-// log no longer reaches it, it is ahead of the log (another database), or a
-// change touched every pod.
-func (c Changes) NeedsSnapshot() bool {
-	return c.Expired || c.Since > c.Revision || slices.Contains(c.NetworkIDs, model.AllNetworks)
-}
-
-// Delta is pod's update event for changes, given the rows of the changed
-// networks that still exist (a changed network that is gone, or no longer
-// spanned into pod, is reported removed). Call it only when
-// !changes.NeedsSnapshot().
-func Delta(pod string, changes Changes, changed []NetworkRows) Event {
-	ev := Event{Type: Update, Revision: changes.Revision}
-	if len(changes.NetworkIDs) == 0 {
-		return ev
-	}
-	states := Networks(pod, changed)
-	if len(states) > 0 {
-		ev.Networks = states
-	}
-	for _, id := range changes.NetworkIDs {
-		if !slices.ContainsFunc(states, func(n NetworkState) bool { return n.NetworkID == id }) {
-			ev.Removed = append(ev.Removed, id)
+// Patch applies a delta event to st in place and sets its revision; it is
+// what a watcher does with one (the agent does the same on wire types).
+// Slices of st are replaced, never written through, so a copy of st taken
+// before stays valid.
+func Patch(st *PodState, ev Event) {
+	nets := slices.Clone(st.Networks)
+	nets = slices.DeleteFunc(nets, func(n NetworkState) bool {
+		return slices.Contains(ev.Removed, n.NetworkID) || slices.ContainsFunc(ev.Networks, func(a NetworkState) bool { return a.NetworkID == n.NetworkID })
+	})
+	nets = append(nets, ev.Networks...)
+	for _, c := range ev.Changes {
+		i := slices.IndexFunc(nets, func(n NetworkState) bool { return n.NetworkID == c.NetworkID })
+		if i < 0 {
+			continue
 		}
+		nets[i] = patchNetwork(nets[i], c)
 	}
-	slices.Sort(ev.Removed)
-	return ev
+	slices.SortFunc(nets, func(a, b NetworkState) int { return cmp.Compare(a.NetworkID, b.NetworkID) })
+	st.Networks = nets
+	if ev.Pod != nil {
+		st.DVRBaseMACs = maps.Clone(ev.Pod.DVRBaseMACs)
+		st.Gateways = slices.Clone(ev.Pod.Gateways)
+	}
+	st.Revision = ev.Revision
+}
+
+func patchNetwork(n NetworkState, c NetworkDelta) NetworkState {
+	ports := n.RemotePorts
+	if c.Header != nil {
+		n = *c.Header
+	}
+	ports = slices.DeleteFunc(slices.Clone(ports), func(p RemotePort) bool {
+		return slices.Contains(c.RemovedMACs, p.MAC) || slices.ContainsFunc(c.Upserted, func(u RemotePort) bool { return u.MAC == p.MAC })
+	})
+	ports = append(ports, c.Upserted...)
+	sortPorts(ports)
+	n.RemotePorts = ports
+	return n
 }

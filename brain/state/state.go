@@ -77,38 +77,54 @@ type NetworkRows struct {
 // not in pod's state: not an overlay type, or not spanned into pod and at
 // least one other pod.
 func Network(pod string, in NetworkRows) (st NetworkState, ok bool) {
-	if !slices.Contains(OverlayTypes, in.Network.Type) {
+	st, ok = header(pod, in.Network, in.Segments, in.Subnets)
+	if !ok {
+		return st, false
+	}
+	for _, p := range in.Ports {
+		if p.PodID != pod {
+			st.RemotePorts = append(st.RemotePorts, remotePort(p.MAC, p.PodID, p.MobilitySeq, p.IPs))
+		}
+	}
+	sortPorts(st.RemotePorts)
+	return st, true
+}
+
+// header is the network's state for pod without its remote ports (an empty
+// list); ok is false when the network is not in pod's state.
+func header(pod string, n model.Network, segs []model.Segment, subnets []model.Subnet) (st NetworkState, ok bool) {
+	if !slices.Contains(OverlayTypes, n.Type) {
 		return NetworkState{}, false
 	}
-	local := slices.IndexFunc(in.Segments, func(g model.Segment) bool { return g.PodID == pod })
-	if local < 0 || len(in.Segments) < 2 {
+	local := slices.IndexFunc(segs, func(g model.Segment) bool { return g.PodID == pod })
+	if local < 0 || len(segs) < 2 {
 		return NetworkState{}, false
 	}
-	n := in.Network
 	st = NetworkState{NetworkID: n.ID, Name: n.Name, Type: n.Type, VNI: uint32(n.SegmentationID),
-		LocalSegment: in.Segments[local], RemotePods: []string{}, RemotePorts: []RemotePort{}}
-	for _, g := range in.Segments {
+		LocalSegment: segs[local], RemotePods: []string{}, RemotePorts: []RemotePort{}}
+	for _, g := range segs {
 		if g.PodID != pod {
 			st.RemotePods = append(st.RemotePods, g.PodID)
 		}
 	}
 	slices.Sort(st.RemotePods)
-	for _, p := range in.Ports {
-		if p.PodID == pod {
-			continue
-		}
-		rp := RemotePort{MAC: p.MAC, PodID: p.PodID, Seq: p.MobilitySeq}
-		if len(p.IPs) > 0 {
-			rp.IPs = p.IPs
-		}
-		st.RemotePorts = append(st.RemotePorts, rp)
-	}
-	slices.SortFunc(st.RemotePorts, func(a, b RemotePort) int { return cmp.Compare(a.MAC, b.MAC) })
-	for _, s := range in.Subnets {
+	for _, s := range subnets {
 		st.Subnets = append(st.Subnets, SubnetGateway{CIDR: s.CIDR, GatewayIP: s.GatewayIP})
 	}
 	slices.SortFunc(st.Subnets, func(a, b SubnetGateway) int { return cmp.Compare(a.CIDR, b.CIDR) })
 	return st, true
+}
+
+func remotePort(mac, pod string, seq int64, ips []string) RemotePort {
+	rp := RemotePort{MAC: mac, PodID: pod, Seq: seq}
+	if len(ips) > 0 {
+		rp.IPs = ips
+	}
+	return rp
+}
+
+func sortPorts(ps []RemotePort) {
+	slices.SortFunc(ps, func(a, b RemotePort) int { return cmp.Compare(a.MAC, b.MAC) })
 }
 
 // Networks projects each network for pod, keeping those in pod's state,
@@ -149,9 +165,10 @@ func Gateways(gws []model.Gateway) []Gateway {
 }
 
 // Pod is pod's full desired state at revision rev from the rows of its
-// networks and every pod.
-func Pod(pod string, rev int64, nets []NetworkRows, pods []model.Pod) PodState {
-	return PodState{PodID: pod, Revision: rev, Networks: Networks(pod, nets), DVRBaseMACs: DVRBaseMACs(pod, pods)}
+// networks, every pod and every registered gateway.
+func Pod(pod string, rev int64, nets []NetworkRows, pods []model.Pod, gws []model.Gateway) PodState {
+	return PodState{PodID: pod, Revision: rev, Networks: Networks(pod, nets), DVRBaseMACs: DVRBaseMACs(pod, pods),
+		Gateways: Gateways(gws)}
 }
 
 // Group gathers flat rows, as a store reads them in bulk, by network, in

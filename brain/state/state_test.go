@@ -103,7 +103,7 @@ func TestPod(t *testing.T) {
 		[]model.Subnet{{NetworkID: "na", CIDR: "10.1.0.0/24"}},
 	)
 	pods := []model.Pod{{ID: "pod1", DVRBaseMAC: "fa:16:3f:00:00:00/24"}, {ID: "pod2", DVRBaseMAC: "fa:16:3f:01:00:00/24"}, {ID: "pod3"}}
-	st := Pod("pod1", 42, rows, pods)
+	st := Pod("pod1", 42, rows, pods, []model.Gateway{{ID: "gw2", PodID: "pod2", VTEP: "198.51.100.2"}, {ID: "gw1", PodID: "pod1", VTEP: "198.51.100.1"}})
 	if st.PodID != "pod1" || st.Revision != 42 {
 		t.Fatalf("pod %q revision %d", st.PodID, st.Revision)
 	}
@@ -116,63 +116,11 @@ func TestPod(t *testing.T) {
 	if want := map[string]string{"pod2": "fa:16:3f:01:00:00/24"}; !reflect.DeepEqual(st.DVRBaseMACs, want) {
 		t.Fatalf("dvr base macs %v, want %v", st.DVRBaseMACs, want)
 	}
-	if empty := Pod("pod9", 1, nil, nil); empty.Networks == nil || len(empty.Networks) != 0 {
-		t.Fatalf("a pod without networks has an empty, non-nil list, got %#v", empty.Networks)
+	if want := []Gateway{{ID: "gw1", PodID: "pod1", VTEP: "198.51.100.1"}, {ID: "gw2", PodID: "pod2", VTEP: "198.51.100.2"}}; !slices.Equal(st.Gateways, want) {
+		t.Fatalf("gateways %v, want every pod's, by id: %v", st.Gateways, want)
 	}
-}
-
-func TestChangesNeedsSnapshot(t *testing.T) {
-	for _, tt := range []struct {
-		c    Changes
-		want bool
-	}{
-		{Changes{Since: 5, Revision: 9, NetworkIDs: []string{"n1"}}, false},
-		{Changes{Since: 9, Revision: 9}, false},
-		{Changes{Since: 5, Revision: 9, Expired: true}, true},
-		{Changes{Since: 10, Revision: 9}, true},
-		{Changes{Since: 5, Revision: 9, NetworkIDs: []string{"n1", model.AllNetworks}}, true},
-	} {
-		if got := tt.c.NeedsSnapshot(); got != tt.want {
-			t.Errorf("%+v: NeedsSnapshot = %v, want %v", tt.c, got, tt.want)
-		}
-	}
-}
-
-func TestDelta(t *testing.T) {
-	spanned := NetworkRows{Network: vx, Segments: []model.Segment{seg("n1", "pod1", "vxlan", 5001), seg("n1", "pod2", "vxlan", 5001)}}
-	tests := []struct {
-		name        string
-		changes     Changes
-		rows        []NetworkRows
-		wantNets    []string
-		wantRemoved []string
-		wantEmpty   bool
-	}{
-		{name: "nothing changed", changes: Changes{Since: 3, Revision: 3}, wantEmpty: true},
-		{name: "a spanned network changed", changes: Changes{Since: 3, Revision: 4, NetworkIDs: []string{"n1"}}, rows: []NetworkRows{spanned}, wantNets: []string{"n1"}},
-		{name: "deleted networks and one no longer spanned are removed, sorted", changes: Changes{Since: 3, Revision: 5, NetworkIDs: []string{"n9", "n1", "n0"}},
-			rows:        []NetworkRows{{Network: vx, Segments: []model.Segment{seg("n1", "pod1", "vxlan", 5001)}}},
-			wantRemoved: []string{"n0", "n1", "n9"}},
-		{name: "both", changes: Changes{Since: 3, Revision: 6, NetworkIDs: []string{"n1", "n2"}}, rows: []NetworkRows{spanned}, wantNets: []string{"n1"}, wantRemoved: []string{"n2"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			ev := Delta("pod1", tt.changes, tt.rows)
-			if ev.Type != Update || ev.Revision != tt.changes.Revision || ev.State != nil {
-				t.Fatalf("want an update at %d, got %+v", tt.changes.Revision, ev)
-			}
-			var nets []string
-			for _, n := range ev.Networks {
-				nets = append(nets, n.NetworkID)
-			}
-			if !reflect.DeepEqual(nets, tt.wantNets) || !reflect.DeepEqual(ev.Removed, tt.wantRemoved) || ev.Empty() != tt.wantEmpty {
-				t.Fatalf("networks %v removed %v empty %v; want %v %v %v", nets, ev.Removed, ev.Empty(), tt.wantNets, tt.wantRemoved, tt.wantEmpty)
-			}
-		})
-	}
-	snap := SnapshotOf(PodState{PodID: "pod1", Revision: 7})
-	if snap.Type != Snapshot || snap.Revision != 7 || snap.State == nil || snap.Empty() {
-		t.Fatalf("snapshot %+v", snap)
+	if empty := Pod("pod9", 1, nil, nil, nil); empty.Networks == nil || len(empty.Networks) != 0 || empty.Gateways == nil {
+		t.Fatalf("a pod without networks or gateways has empty, non-nil lists, got %#v %#v", empty.Networks, empty.Gateways)
 	}
 }
 

@@ -15,31 +15,48 @@ func (t *Tx) Revision(ctx context.Context) (int64, error) {
 	return rev, nil
 }
 
-// Changes lists what changed after since up to and including upTo: the
-// network ids (AllNetworks among them for a change to every pod). Expired is
-// true when the change log no longer reaches back to since; the caller must
-// then send a full state.
-func (t *Tx) Changes(ctx context.Context, since, upTo int64) (ids []string, expired bool, err error) {
+// ChangeSet is what the change log holds between two revisions.
+type ChangeSet struct {
+	// Networks whose row, segments or subnets changed.
+	Networks []string
+	// Ports that changed (inserted, updated or deleted), by id.
+	Ports []string
+	// Pods is true when a change touched every pod's state (AllNetworks):
+	// a pod's row or a registered gateway's claim changed.
+	Pods bool
+}
+
+// Changes lists what changed after since up to and including upTo. Expired
+// is true when the change log no longer reaches back to since; the caller
+// must then read everything again.
+func (t *Tx) Changes(ctx context.Context, since, upTo int64) (cs ChangeSet, expired bool, err error) {
 	var compacted int64
 	if err := t.queryRow(ctx, `SELECT value FROM counters WHERE name = 'compacted'`).Scan(&compacted); err != nil {
-		return nil, false, fmt.Errorf("read compaction mark: %w", err)
+		return cs, false, fmt.Errorf("read compaction mark: %w", err)
 	}
 	if since < compacted {
-		return nil, true, nil
+		return cs, true, nil
 	}
-	rows, err := t.query(ctx, `SELECT DISTINCT network_id FROM changes WHERE revision > ? AND revision <= ?`, since, upTo)
+	rows, err := t.query(ctx, `SELECT DISTINCT network_id, port_id FROM changes WHERE revision > ? AND revision <= ?`, since, upTo)
 	if err != nil {
-		return nil, false, fmt.Errorf("read changes: %w", err)
+		return cs, false, fmt.Errorf("read changes: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, false, fmt.Errorf("read changes: %w", err)
+		var network, port string
+		if err := rows.Scan(&network, &port); err != nil {
+			return cs, false, fmt.Errorf("read changes: %w", err)
 		}
-		ids = append(ids, id)
+		switch {
+		case network == AllNetworks:
+			cs.Pods = true
+		case port != "":
+			cs.Ports = append(cs.Ports, port)
+		default:
+			cs.Networks = append(cs.Networks, network)
+		}
 	}
-	return ids, false, rows.Err()
+	return cs, false, rows.Err()
 }
 
 // Compact drops change rows older than keepFrom; watchers behind it relist.

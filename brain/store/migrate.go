@@ -142,6 +142,34 @@ CREATE TABLE network_options (
 	// Who owns a network: "neutron" for the ML2 driver's, so its full sync
 	// never touches networks made by hand.
 	6: `ALTER TABLE networks ADD COLUMN managed_by TEXT NOT NULL DEFAULT '';`,
+	// The change log names the port that changed (port_id), so a watcher's
+	// delta is that port, not its whole network; '' is the network's row,
+	// segments or subnets (network_id '*': a pod).
+	7: `
+CREATE TABLE changes_v7 (
+	revision   BIGINT NOT NULL,
+	network_id TEXT NOT NULL,
+	port_id    TEXT NOT NULL DEFAULT '',
+	created_at BIGINT NOT NULL,
+	PRIMARY KEY (revision, network_id, port_id)
+);
+INSERT INTO changes_v7 (revision, network_id, created_at) SELECT revision, network_id, created_at FROM changes;
+DROP TABLE changes;
+ALTER TABLE changes_v7 RENAME TO changes;
+`,
+	// Paging a filtered list walks an index in id order: each page costs
+	// its own size, not the filtered subset's.
+	8: `
+CREATE INDEX ports_network_id ON ports (network_id, id);
+CREATE INDEX ports_pod_id ON ports (pod_id, id);
+CREATE INDEX ports_network_pod_id ON ports (network_id, pod_id, id);
+DROP INDEX ports_network_pod;
+DROP INDEX ports_pod;
+CREATE INDEX networks_type_id ON networks (type, id);
+CREATE INDEX networks_name_id ON networks (name, id);
+CREATE INDEX subnets_network_id ON subnets (network_id, id);
+DROP INDEX subnets_network;
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

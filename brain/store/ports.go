@@ -30,6 +30,7 @@ func (t *Tx) InsertSubnet(ctx context.Context, n model.Subnet) error {
 	if err != nil {
 		return fmt.Errorf("insert subnet %s: %w", n.ID, err)
 	}
+	t.record(n.NetworkID, "")
 	return nil
 }
 
@@ -50,6 +51,7 @@ func (t *Tx) DeleteSubnetsOf(ctx context.Context, networkID string) error {
 	if _, err := t.exec(ctx, `DELETE FROM subnets WHERE network_id = ?`, networkID); err != nil {
 		return fmt.Errorf("delete subnets of %s: %w", networkID, err)
 	}
+	t.record(networkID, "")
 	return nil
 }
 
@@ -119,6 +121,7 @@ func (t *Tx) InsertPort(ctx context.Context, p model.Port) error {
 		}
 		return fmt.Errorf("insert port %s: %w", p.ID, err)
 	}
+	t.record(p.NetworkID, p.ID)
 	return nil
 }
 
@@ -129,6 +132,7 @@ func (t *Tx) UpdatePort(ctx context.Context, p model.Port) error {
 	if err != nil {
 		return fmt.Errorf("update port %s: %w", p.ID, err)
 	}
+	t.record(p.NetworkID, p.ID)
 	return nil
 }
 
@@ -172,13 +176,15 @@ func (t *Tx) CountDuplicates(ctx context.Context) (int, error) {
 
 // DeletePort removes a port.
 func (t *Tx) DeletePort(ctx context.Context, id string) error {
-	r, err := t.exec(ctx, `DELETE FROM ports WHERE id = ?`, id)
-	if err != nil {
-		return fmt.Errorf("delete port %s: %w", id, err)
-	}
-	if n, _ := r.RowsAffected(); n == 0 {
+	var network string
+	err := t.queryRow(ctx, `DELETE FROM ports WHERE id = ? RETURNING network_id`, id).Scan(&network)
+	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("port %s: %w", id, ErrNotFound)
 	}
+	if err != nil {
+		return fmt.Errorf("delete port %s: %w", id, classify(err))
+	}
+	t.record(network, id)
 	return nil
 }
 

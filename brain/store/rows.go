@@ -188,6 +188,7 @@ func (t *Tx) SetSegmentation(ctx context.Context, id string, segmentationID int,
 	if _, err := t.exec(ctx, `UPDATE networks SET segmentation_id = ?, physical_network = ? WHERE id = ?`, segmentationID, physnet, id); err != nil {
 		return fmt.Errorf("store segmentation id of %s: %w", id, err)
 	}
+	t.record(id, "")
 	return nil
 }
 
@@ -196,6 +197,7 @@ func (t *Tx) RenameNetwork(ctx context.Context, id, name string) error {
 	if _, err := t.exec(ctx, `UPDATE networks SET name = ? WHERE id = ?`, name, id); err != nil {
 		return fmt.Errorf("rename network %s: %w", id, err)
 	}
+	t.record(id, "")
 	return nil
 }
 
@@ -209,6 +211,7 @@ func (t *Tx) DeleteNetwork(ctx context.Context, id string) error {
 	if n, _ := r.RowsAffected(); n == 0 {
 		return fmt.Errorf("network %s: %w", id, ErrNotFound)
 	}
+	t.record(id, "")
 	return nil
 }
 
@@ -335,6 +338,7 @@ func (t *Tx) InsertSegment(ctx context.Context, g model.Segment) error {
 	if err != nil {
 		return fmt.Errorf("insert segment %s/%s: %w", g.NetworkID, g.PodID, err)
 	}
+	t.record(g.NetworkID, "")
 	return nil
 }
 
@@ -345,6 +349,7 @@ func (t *Tx) UpdateSegment(ctx context.Context, g model.Segment) error {
 	if err != nil {
 		return fmt.Errorf("update segment %s/%s: %w", g.NetworkID, g.PodID, err)
 	}
+	t.record(g.NetworkID, "")
 	return nil
 }
 
@@ -353,6 +358,7 @@ func (t *Tx) DeleteSegment(ctx context.Context, networkID, podID string) error {
 	if _, err := t.exec(ctx, `DELETE FROM segments WHERE network_id = ? AND pod_id = ?`, networkID, podID); err != nil {
 		return fmt.Errorf("delete segment %s/%s: %w", networkID, podID, err)
 	}
+	t.record(networkID, "")
 	return nil
 }
 

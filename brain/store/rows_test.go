@@ -187,9 +187,29 @@ func TestGateways(t *testing.T) {
 func TestChangeLogAndCompaction(t *testing.T) {
 	eachStore(t, func(t *testing.T, s *Store) {
 		// A write that records no change takes no revision.
-		if rev := write(t, s, func(ctx context.Context, tx *Tx) error { seed(ctx, t, tx); return nil }); rev != 0 {
+		if rev := write(t, s, func(ctx context.Context, tx *Tx) error { _, err := tx.Revision(ctx); return err }); rev != 0 {
 			t.Fatalf("a write without changes took revision %d", rev)
 		}
+		// Writes of segments, subnets and ports record themselves: a port
+		// by id, a network's header by network.
+		if rev := write(t, s, func(ctx context.Context, tx *Tx) error {
+			seed(ctx, t, tx)
+			p := model.Port{ID: "p1", NetworkID: "n1", PodID: "pod1", MAC: "fa:16:3e:00:00:01", IPs: []string{}, CreatedAt: t0}
+			if err := tx.InsertPort(ctx, p); err != nil {
+				return err
+			}
+			return tx.DeletePort(ctx, "p1")
+		}); rev != 1 {
+			t.Fatalf("seed took revision %d, want 1", rev)
+		}
+		read(t, s, func(ctx context.Context, tx *Tx) error {
+			cs, _, err := tx.Changes(ctx, 0, 1)
+			if want := []string{"n1", "port:p1"}; err != nil || !slices.Equal(changeKeys(cs), want) {
+				t.Errorf("seed's changes %v (%v), want %v", changeKeys(cs), err, want)
+			}
+			return err
+		})
+		write(t, s, func(ctx context.Context, tx *Tx) error { return tx.Compact(ctx, 1) })
 		var revs []int64
 		for _, ids := range [][]string{{"n1"}, {"n2", "n1"}, {model.AllNetworks}, {"n3"}} {
 			revs = append(revs, write(t, s, func(ctx context.Context, tx *Tx) error {
@@ -200,22 +220,22 @@ func TestChangeLogAndCompaction(t *testing.T) {
 				return nil
 			}))
 		}
-		if !slices.Equal(revs, []int64{1, 2, 3, 4}) {
-			t.Fatalf("revisions %v, want 1..4 in order", revs)
+		if !slices.Equal(revs, []int64{2, 3, 4, 5}) {
+			t.Fatalf("revisions %v, want 2..5 in order", revs)
 		}
 		read(t, s, func(ctx context.Context, tx *Tx) error {
-			if rev := must[int64](t)(tx.Revision(ctx)); rev != 4 {
+			if rev := must[int64](t)(tx.Revision(ctx)); rev != 5 {
 				t.Errorf("revision %d", rev)
 			}
 			for _, c := range []struct {
 				since, upTo int64
 				want        []string
-			}{{0, 4, []string{"*", "n1", "n2", "n3"}}, {1, 2, []string{"n1", "n2"}}, {3, 4, []string{"n3"}}, {4, 4, nil}} {
-				ids, expired, err := tx.Changes(ctx, c.since, c.upTo)
+			}{{1, 5, []string{"*", "n1", "n2", "n3"}}, {2, 3, []string{"n1", "n2"}}, {4, 5, []string{"n3"}}, {5, 5, nil}} {
+				cs, expired, err := tx.Changes(ctx, c.since, c.upTo)
 				if err != nil {
 					return err
 				}
-				slices.Sort(ids)
+				ids := changeKeys(cs)
 				if expired || !slices.Equal(ids, c.want) {
 					t.Errorf("changes (%d, %d]: %v expired %v; want %v", c.since, c.upTo, ids, expired, c.want)
 				}
@@ -223,14 +243,14 @@ func TestChangeLogAndCompaction(t *testing.T) {
 			return nil
 		})
 		// Compaction forgets what is older: a reader behind it relists.
-		write(t, s, func(ctx context.Context, tx *Tx) error { return tx.Compact(ctx, 2) })
-		write(t, s, func(ctx context.Context, tx *Tx) error { return tx.Compact(ctx, 1) }) // never moves back
+		write(t, s, func(ctx context.Context, tx *Tx) error { return tx.Compact(ctx, 3) })
+		write(t, s, func(ctx context.Context, tx *Tx) error { return tx.Compact(ctx, 2) }) // never moves back
 		read(t, s, func(ctx context.Context, tx *Tx) error {
-			if _, expired, err := tx.Changes(ctx, 1, 4); err != nil || !expired {
-				t.Errorf("changes after 1 once compacted to 2: expired %v err %v", expired, err)
+			if _, expired, err := tx.Changes(ctx, 2, 5); err != nil || !expired {
+				t.Errorf("changes after 2 once compacted to 3: expired %v err %v", expired, err)
 			}
-			ids, expired, err := tx.Changes(ctx, 2, 4)
-			slices.Sort(ids)
+			cs, expired, err := tx.Changes(ctx, 3, 5)
+			ids := changeKeys(cs)
 			if err != nil || expired || !slices.Equal(ids, []string{"*", "n3"}) {
 				t.Errorf("changes after 2: %v expired %v err %v", ids, expired, err)
 			}
@@ -359,4 +379,18 @@ func TestProjectionReads(t *testing.T) {
 			return nil
 		})
 	})
+}
+
+// changeKeys lists a change set's networks, "*" for pods and "port:ID" for
+// ports, sorted.
+func changeKeys(cs ChangeSet) []string {
+	ids := slices.Clone(cs.Networks)
+	if cs.Pods {
+		ids = append(ids, AllNetworks)
+	}
+	for _, p := range cs.Ports {
+		ids = append(ids, "port:"+p)
+	}
+	slices.Sort(ids)
+	return ids
 }

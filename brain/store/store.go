@@ -196,8 +196,12 @@ type Tx struct {
 	d        dialect
 	write    bool
 	revision int64
-	changed  map[string]struct{}
+	changed  map[changeKey]struct{}
 }
+
+// changeKey is one change-log row of a transaction: a network's row,
+// segments or subnets (port ""), or one of its ports.
+type changeKey struct{ network, port string }
 
 // Write runs fn in a serialized read-write transaction, retrying it when the
 // database reports a transient conflict. fn may run more than once.
@@ -261,15 +265,18 @@ func (s *Store) Read(ctx context.Context, fn func(*Tx) error) error {
 
 // Changed records that the desired state of networkID changed in this
 // transaction; AllNetworks ("*") marks a change that touches every pod's
-// state (e.g. a pod's dvr_base_mac).
-func (t *Tx) Changed(networkID string) {
+// state (e.g. a pod's dvr_base_mac). The store's own writers of networks,
+// segments, subnets, ports and pods record their changes themselves.
+func (t *Tx) Changed(networkID string) { t.record(networkID, "") }
+
+func (t *Tx) record(networkID, portID string) {
 	if !t.write {
-		panic("store: Changed in a read transaction")
+		panic("store: change recorded in a read transaction")
 	}
 	if t.changed == nil {
-		t.changed = make(map[string]struct{})
+		t.changed = make(map[changeKey]struct{})
 	}
-	t.changed[networkID] = struct{}{}
+	t.changed[changeKey{networkID, portID}] = struct{}{}
 }
 
 // AllNetworks is the change key for a change that affects every pod's state.
@@ -283,10 +290,23 @@ func (t *Tx) flushChanges(ctx context.Context) error {
 		return fmt.Errorf("bump revision: %w", err)
 	}
 	now := time.Now().UnixMicro()
-	for id := range t.changed {
-		if _, err := t.exec(ctx, `INSERT INTO changes (revision, network_id, created_at) VALUES (?, ?, ?)`, t.revision, id, now); err != nil {
-			return fmt.Errorf("record change of %s: %w", id, err)
+	keys := make([]changeKey, 0, len(t.changed))
+	for k := range t.changed {
+		keys = append(keys, k)
+	}
+	// Many rows per statement: a group commit of 100 ports is one insert.
+	for len(keys) > 0 {
+		n := min(len(keys), 200)
+		args := make([]any, 0, 4*n)
+		for _, k := range keys[:n] {
+			args = append(args, t.revision, k.network, k.port, now)
 		}
+		q := `INSERT INTO changes (revision, network_id, port_id, created_at) VALUES ` +
+			strings.TrimSuffix(strings.Repeat("(?, ?, ?, ?), ", n), ", ")
+		if _, err := t.exec(ctx, q, args...); err != nil {
+			return fmt.Errorf("record %d changes: %w", n, err)
+		}
+		keys = keys[n:]
 	}
 	return t.notifyRevision(ctx)
 }

@@ -40,11 +40,13 @@ func stateCommand() *command {
 // delivered events is resumed from the last revision seen. Interruption is a
 // clean exit; a brain that refuses the watch, or cannot be reached at all, is
 // an error.
+// It reads the full-network stream: each change prints the networks it
+// touched whole, which is what an operator reading it wants.
 func watchState(e *env, c *api.Client, pod string, since int64) error {
 	backoff := 500 * time.Millisecond
 	connected := false
 	for {
-		err := c.Watch(e.ctx, pod, since, 0, func(ev api.WatchEvent) error {
+		err := c.WatchFull(e.ctx, pod, since, 0, func(ev api.WatchEvent) error {
 			connected = true
 			backoff = 500 * time.Millisecond
 			if ev.Type == api.EventHeartbeat {
