@@ -256,79 +256,8 @@ func TestEVPN(t *testing.T) {
 		pingAll(t, vms, 20*time.Second)
 	})
 
-	t.Run("agent kill -9: l2span-bgpd keeps the session, the fabric keeps our routes", func(t *testing.T) {
-		r.waitRemote(t, r.rr, r.vmPod2.MAC.String(), r.gw1.VTEP, 10*time.Second)
-		before, err := r.rr.Peer(r.gw1.VTEP)
-		if err != nil {
-			t.Fatal(err)
-		}
-		killed := time.Now()
-		r.agent1.kill(syscall.SIGKILL)
-		// While the agent is gone (past the 9 s hold time's third, a
-		// keepalive or two): the session stays up, FRR's kernel keeps
-		// the MAC toward our VTEP, and traffic crosses.
-		until := time.Now().Add(4 * time.Second)
-		for time.Now().Before(until) {
-			if dst, ext, err := r.rr.RemoteMAC(r.vni, r.vmPod2.MAC.String()); err != nil || dst != r.gw1.VTEP.String() || !ext {
-				out, _ := r.rr.Vtysh("show bgp l2vpn evpn route")
-				t.Fatalf("agent down: rr lost the MAC toward the gateway (dst %q extern_learn %v: %v); its table:\n%s", dst, ext, err, out)
-			}
-			if err := netns.PingOnce(r.vmRR.NS, r.vmPod2.IPv4.Addr(), 2*time.Second); err != nil {
-				t.Fatalf("agent down: traffic stopped: %v", err)
-			}
-		}
-		restarted := time.Now()
-		r.agent1.restart()
-		// The restarted agent finds its routes in l2span-bgpd: nothing
-		// withdrawn, nothing re-learnt, the session never dropped.
-		eventually(t, 20*time.Second, "gateway status from the restarted agent", func() error {
-			g, err := r.client.GetGateway(context.Background(), "pod1-gw")
-			if err != nil {
-				return err
-			}
-			if g.LastSeen.Before(restarted) || g.Status == nil || len(g.Status.BGPSessions) != 1 {
-				return fmt.Errorf("last seen %s, status %+v", g.LastSeen, g.Status)
-			}
-			if s := g.Status.BGPSessions[0]; s.State != "established" || s.Since == nil || s.Since.After(killed) {
-				return fmt.Errorf("session %+v: want established since before the kill", s)
-			}
-			return nil
-		})
-		pingAll(t, vms, 20*time.Second)
-		after, err := r.rr.Peer(r.gw1.VTEP)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if after.State != "Established" || after.Dropped != before.Dropped || after.Established != before.Established {
-			t.Fatalf("rr's session to the gateway: before %+v, after %+v: it dropped", before, after)
-		}
-	})
-
-	t.Run("l2span-bgpd kill -9: the agent sets the fresh speaker up again", func(t *testing.T) {
-		before, err := r.rr.Peer(r.gw1.VTEP)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.bgpd1.kill(syscall.SIGKILL)
-		eventually(t, 20*time.Second, "rr sees the session drop", func() error {
-			p, err := r.rr.Peer(r.gw1.VTEP)
-			if err == nil && p.Dropped == before.Dropped {
-				err = fmt.Errorf("not dropped: %+v", p)
-			}
-			return err
-		})
-		r.bgpd1.restart()
-		eventually(t, 30*time.Second, "session back", func() error {
-			p, err := r.rr.Peer(r.gw1.VTEP)
-			if err == nil && (p.State != "Established" || p.Established == before.Established) {
-				err = fmt.Errorf("%+v", p)
-			}
-			return err
-		})
-		r.waitRemote(t, r.rr, r.vmPod2.MAC.String(), r.gw1.VTEP, 20*time.Second)
-		r.waitRemote(t, r.leaf, r.vmPod2.MAC.String(), r.gw1.VTEP, 20*time.Second)
-		pingAll(t, vms, 20*time.Second)
-	})
+	t.Run("agent kill -9: l2span-bgpd keeps the session, the fabric keeps our routes", func(t *testing.T) { r.agentKillKeepsRoutes(t, vms) })
+	t.Run("l2span-bgpd kill -9: the agent sets the fresh speaker up again", func(t *testing.T) { r.bgpdKillSetsUpAgain(t, vms) })
 
 	t.Run("session flap", func(t *testing.T) {
 		if _, err := r.rr.Vtysh("clear bgp l2vpn evpn " + r.gw1.VTEP.String()); err != nil {
@@ -352,4 +281,82 @@ func TestEVPN(t *testing.T) {
 			t.Fatalf("gateway status has no BGP session: %+v", g.Status)
 		}
 	})
+}
+
+// agentKillKeepsRoutes: with l2span-bgpd, an agent kill -9 leaves the
+// session, FRR's kernel entries and the traffic as they are.
+func (r *evpnRig) agentKillKeepsRoutes(t *testing.T, vms []*netns.VM) {
+	r.waitRemote(t, r.rr, r.vmPod2.MAC.String(), r.gw1.VTEP, 10*time.Second)
+	before, err := r.rr.Peer(r.gw1.VTEP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	r.agent1.kill(syscall.SIGKILL)
+	// While the agent is gone (past the 9 s hold time's third, a
+	// keepalive or two): the session stays up, FRR's kernel keeps
+	// the MAC toward our VTEP, and traffic crosses.
+	until := time.Now().Add(4 * time.Second)
+	for time.Now().Before(until) {
+		if dst, ext, err := r.rr.RemoteMAC(r.vni, r.vmPod2.MAC.String()); err != nil || dst != r.gw1.VTEP.String() || !ext {
+			out, _ := r.rr.Vtysh("show bgp l2vpn evpn route")
+			t.Fatalf("agent down: rr lost the MAC toward the gateway (dst %q extern_learn %v: %v); its table:\n%s", dst, ext, err, out)
+		}
+		if err := netns.PingOnce(r.vmRR.NS, r.vmPod2.IPv4.Addr(), 2*time.Second); err != nil {
+			t.Fatalf("agent down: traffic stopped: %v", err)
+		}
+	}
+	restarted := time.Now()
+	r.agent1.restart()
+	// The restarted agent finds its routes in l2span-bgpd: nothing
+	// withdrawn, nothing re-learnt, the session never dropped.
+	eventually(t, 20*time.Second, "gateway status from the restarted agent", func() error {
+		g, err := r.client.GetGateway(context.Background(), "pod1-gw")
+		if err != nil {
+			return err
+		}
+		if g.LastSeen.Before(restarted) || g.Status == nil || len(g.Status.BGPSessions) != 1 {
+			return fmt.Errorf("last seen %s, status %+v", g.LastSeen, g.Status)
+		}
+		if s := g.Status.BGPSessions[0]; s.State != "established" || s.Since == nil || s.Since.After(killed) {
+			return fmt.Errorf("session %+v: want established since before the kill", s)
+		}
+		return nil
+	})
+	pingAll(t, vms, 20*time.Second)
+	after, err := r.rr.Peer(r.gw1.VTEP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.State != "Established" || after.Dropped != before.Dropped || after.Established != before.Established {
+		t.Fatalf("rr's session to the gateway: before %+v, after %+v: it dropped", before, after)
+	}
+}
+
+// bgpdKillSetsUpAgain: l2span-bgpd killed and restarted starts empty; the
+// agent sets it up again and the fabric re-learns our routes.
+func (r *evpnRig) bgpdKillSetsUpAgain(t *testing.T, vms []*netns.VM) {
+	before, err := r.rr.Peer(r.gw1.VTEP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.bgpd1.kill(syscall.SIGKILL)
+	eventually(t, 20*time.Second, "rr sees the session drop", func() error {
+		p, err := r.rr.Peer(r.gw1.VTEP)
+		if err == nil && p.Dropped == before.Dropped {
+			err = fmt.Errorf("not dropped: %+v", p)
+		}
+		return err
+	})
+	r.bgpd1.restart()
+	eventually(t, 30*time.Second, "session back", func() error {
+		p, err := r.rr.Peer(r.gw1.VTEP)
+		if err == nil && (p.State != "Established" || p.Established == before.Established) {
+			err = fmt.Errorf("%+v", p)
+		}
+		return err
+	})
+	r.waitRemote(t, r.rr, r.vmPod2.MAC.String(), r.gw1.VTEP, 20*time.Second)
+	r.waitRemote(t, r.leaf, r.vmPod2.MAC.String(), r.gw1.VTEP, 20*time.Second)
+	pingAll(t, vms, 20*time.Second)
 }
