@@ -2,7 +2,7 @@
 GO      ?= go
 export PATH := $(PATH):/usr/local/go/bin
 BIN     := bin
-CMDS    := ./cmd/l2span-brain ./cmd/l2spanctl ./cmd/l2span-agent
+CMDS    := ./cmd/l2span-brain ./cmd/l2spanctl ./cmd/l2span-agent ./cmd/l2span-bgpd
 # The whole suite must stay well inside CI's limit.
 TEST_TIMEOUT ?= 25m
 

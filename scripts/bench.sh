@@ -28,3 +28,6 @@ section "bpf: ns per packet of each program path vs a no-op TC program"
 bench -bench Programs -benchtime 20x ./bpf/
 section "bpf: pps through veth+vxlan with and without the programs (needs a quiet machine)"
 bench -bench Throughput -benchtime 1x ./bpf/
+section "evpn: 100k remote MACs exported by l2span-bgpd -> extern_learn in FRR's kernel, vs FRR learning 100k from another FRR (same run; MACs/s min-max over 3 runs)"
+uptime
+bench -bench EVPNInstall100k -benchtime 3x -timeout 30m ./test/e2e/

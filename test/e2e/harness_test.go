@@ -41,7 +41,8 @@ func binaries(t testing.TB) string {
 		}
 		cmd := exec.Command("go", "build", "-o", binDir+"/",
 			"github.com/l2span/l2span/cmd/l2span-brain",
-			"github.com/l2span/l2span/cmd/l2span-agent")
+			"github.com/l2span/l2span/cmd/l2span-agent",
+			"github.com/l2span/l2span/cmd/l2span-bgpd")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
