@@ -192,6 +192,11 @@ ALTER TABLE networks ADD COLUMN project_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE networks ADD COLUMN shared INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE ports ADD COLUMN project_id TEXT NOT NULL DEFAULT '';
 `,
+	// Pod sides: each pod's compute VTEPs and local ports on a segment, as
+	// JSON read back from the pod's Neutron ('' for none).
+	11: `
+ALTER TABLE segments ADD COLUMN pod_side TEXT NOT NULL DEFAULT '';
+`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
