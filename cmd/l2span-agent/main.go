@@ -58,6 +58,8 @@ type flags struct {
 	insecureGossip                  bool
 	prefix                          string
 	evpnFlags                       evpnFlags
+	podSide                         podSideFlags
+	podOpts                         linux.PodOptions
 	evpn                            evpn.Options
 	watchBuffer                     int
 	fenceLease                      time.Duration
@@ -105,6 +107,7 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 	fs.StringVar(&f.prefix, "device-prefix", linux.DefaultPrefix, "prefix of the devices this agent owns")
 	fs.StringVar(&f.dvrMAC, "dvr-mac", "", "this gateway host's DVR MAC registered in its local Neutron")
 	fs.StringVar(&f.localIf, "local-interface", "", "template of the interface carrying a network's pod-local segment: {vni} {type} {id} {physnet}")
+	f.podSide.register(fs)
 	fs.IntVar(&f.watchBuffer, "kernel-watch-buffer", 8<<20, "linux: receive buffer in bytes of the kernel neighbor watch (a bulk change notifies once per entry)")
 	fs.DurationVar(&f.fenceLease, "fence-lease", 300*time.Millisecond, "linux+bpf: node-local lease the agent renews; when it lapses (agent dead or hung) while the pod has another gateway, this gateway's local ports drop all frames so the standby is the only forwarder (0: off)")
 	fs.BoolVar(&f.populate, "populate-macs", true, "program remote MACs and IPs (false: flood-and-learn)")
@@ -215,6 +218,10 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 	}
 	cfg.Pod, cfg.GatewayID, cfg.Weight, cfg.Backend = f.pod, f.gatewayID, uint16(f.weight), f.backend
 	cfg.LocalInterface, cfg.PopulateMACs, cfg.Resync, cfg.Hold = f.localIf, f.populate, f.resync, f.hold
+	if f.podOpts, err = f.podSide.options(f.backend); err != nil {
+		return nil, cfg, g, err
+	}
+	cfg.PodSide = f.podOpts.VTEP.IsValid()
 	if cfg.Hold <= 0 {
 		cfg.Hold = g.ProbeInterval
 	}
@@ -283,11 +290,12 @@ func run(f *flags, cfg agent.Config, gcfg gossip.Config) error {
 		dp = b
 	default:
 		b, err := linux.New(linux.Options{LocalVTEP: cfg.VTEP, UnderlayDev: f.underlay, Port: uint16(f.vxlanPort),
-			MTU: f.mtu, Prefix: f.prefix, Logger: cfg.Logger.With("component", "vtep")})
+			MTU: f.mtu, Prefix: f.prefix, Logger: cfg.Logger.With("component", "vtep"), Pod: f.podOpts})
 		if err != nil {
 			return fmt.Errorf("open linux dataplane: %w", err)
 		}
 		dp = b
+		cfg.PodSideName = b.PodSideName
 		if f.bpf {
 			m, err := bpf.New(bpf.Options{PinDir: f.bpfPinDir, Logger: cfg.Logger.With("component", "bpf")})
 			if err != nil {
