@@ -270,6 +270,10 @@ func TestSpanAcrossPods(t *testing.T) {
 		}
 	}
 
+	// A shadow port deleted by hand in pod2 comes back with the periodic
+	// resync, and h2's kernel points vm1 at G again.
+	handDeleted(t, l.c, p2, h2, vm1, seg)
+
 	// Failover: pod1's forwarder dies with its host. Traffic resumes through
 	// the standby, which takes G over; no shadow port is touched.
 	standby := gw1a
@@ -318,6 +322,92 @@ func TestSpanAcrossPods(t *testing.T) {
 	t.Logf("shadow ports in pod1: %d, rebound by the failover: 0", len(before))
 	if err := podSideAt(standby, vm1, h1); err != nil {
 		t.Error(err)
+	}
+
+	// mixed_vlan_vxlan: each pod's Neutron chooses its own VXLAN segment
+	// (their VNI ranges do not overlap); the gateways translate.
+	mixed(t, l, p1.Hosts[1], p2.Hosts[1])
+}
+
+// handDeleted deletes vm's shadow port in p by hand and waits for the
+// brain's periodic resync to make it again and for h's kernel to point
+// vm's MAC at p's G once more.
+func handDeleted(t *testing.T, c *api.Client, p *Pod, h *Host, vm *VM, seg int) {
+	t.Helper()
+	ctx := context.Background()
+	ps, err := p.Ports(ctx, "device_owner=l2span:shadow&mac_address="+vm.MAC.String())
+	if err != nil || len(ps) != 1 {
+		t.Fatalf("shadow port of %s in %s: %v %v", vm.MAC, p.ID, ps, err)
+	}
+	gone := ps[0]["id"].(string)
+	if err := p.DeletePort(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	if err := waitFor(30*time.Second, "shadow port made again by the resync", func() error {
+		ps, err := p.Ports(ctx, "device_owner=l2span:shadow&mac_address="+vm.MAC.String())
+		switch {
+		case err != nil:
+			return err
+		case len(ps) != 1 || ps[0]["id"] == gone || ps[0]["status"] != "ACTIVE":
+			return fmt.Errorf("not made again: %v", ps)
+		}
+		dst, err := h.FDBDst(seg, vm.MAC.String())
+		if err == nil && dst != p.ShadowIP {
+			err = fmt.Errorf("%s points at %s", vm.MAC, dst)
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("shadow port deleted by hand: back and in the compute host's FDB after %s", time.Since(began).Round(time.Millisecond))
+}
+
+// mixed spans a mixed_vlan_vxlan network over both pods, whose Neutrons
+// choose different VXLAN segments, and pings across it.
+func mixed(t *testing.T, l *spanLab, h1, h2 *Host) {
+	t.Helper()
+	ctx := context.Background()
+	n, err := l.c.CreateNetwork(ctx, api.NetworkCreate{Name: "mixed", Type: "mixed_vlan_vxlan"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cidr := range []string{"192.0.2.0/24", "2001:db8:16::/64"} {
+		if _, err := l.c.CreateSubnet(ctx, api.Subnet{NetworkID: n.ID, CIDR: cidr}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p1, p2 := l.r.Pods[0], l.r.Pods[1]
+	vm3, _ := bootVM(t, l.c, l.r, p1, h1, n.ID, "fa:16:3e:16:01:01",
+		netip.MustParsePrefix("192.0.2.31/24"), netip.MustParsePrefix("2001:db8:16::31/64"))
+	vm4, _ := bootVM(t, l.c, l.r, p2, h2, n.ID, "fa:16:3e:16:02:01",
+		netip.MustParsePrefix("192.0.2.32/24"), netip.MustParsePrefix("2001:db8:16::32/64"))
+	segs := map[string]int{}
+	if err := waitFor(30*time.Second, "both pods' segments reported", func() error {
+		got, err := l.c.GetNetwork(ctx, n.ID)
+		if err != nil {
+			return err
+		}
+		for _, g := range got.Segments {
+			if g.NetworkType == "vxlan" && g.SegmentationID > 0 {
+				segs[g.PodID] = g.SegmentationID
+			}
+		}
+		if len(segs) < 2 {
+			return fmt.Errorf("segments %v", got.Segments)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if segs[p1.ID] == segs[p2.ID] || segs[p1.ID] == n.SegmentationID {
+		t.Fatalf("segments %v, overlay %d: want each pod its own", segs, n.SegmentationID)
+	}
+	t.Logf("mixed_vlan_vxlan: overlay VNI %d, pod1 segment %d, pod2 segment %d", n.SegmentationID, segs[p1.ID], segs[p2.ID])
+	for _, ip := range []netip.Addr{vm4.IPs[0].Addr(), vm4.IPs[1].Addr()} {
+		if err := waitFor(45*time.Second, "ping "+ip.String()+" across segments", func() error { return vm3.Ping(ip) }); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
 
