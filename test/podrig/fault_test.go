@@ -23,11 +23,11 @@ func TestNeutronDownDuringCreates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.CreateSubnet(ctx, api.Subnet{NetworkID: n.ID, CIDR: "198.51.100.0/24"}); err != nil {
+	if _, err := c.CreateSubnet(ctx, api.Subnet{NetworkID: n.ID, CIDR: "192.0.2.0/24"}); err != nil {
 		t.Fatal(err)
 	}
 	// A port in pod2 spreads the network there.
-	anchor, err := c.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: p2.ID, MAC: "fa:16:3e:17:02:01", DeviceOwner: "compute:nova"})
+	anchor, err := c.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: p2.ID, MAC: "fa:16:3e:17:02:01", IPs: []string{"192.0.2.201"}, DeviceOwner: "compute:nova"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,8 @@ func TestNeutronDownDuringCreates(t *testing.T) {
 	})
 	var ports []api.Port
 	for i := range 3 {
-		p, err := c.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: p1.ID, MAC: fmt.Sprintf("fa:16:3e:17:01:%02x", i+1), DeviceOwner: "compute:nova"})
+		p, err := c.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: p1.ID, MAC: fmt.Sprintf("fa:16:3e:17:01:%02x", i+1),
+			IPs: []string{fmt.Sprintf("192.0.2.%d", 101+i)}, DeviceOwner: "compute:nova"})
 		if err != nil {
 			t.Fatal(err)
 		}
