@@ -2,11 +2,11 @@
 GO      ?= go
 export PATH := $(PATH):/usr/local/go/bin
 BIN     := bin
-CMDS    := ./cmd/l2span-brain ./cmd/l2spanctl ./cmd/l2span-agent
+CMDS    := ./cmd/l2span-brain ./cmd/l2spanctl ./cmd/l2span-agent ./cmd/l2span-bgpd
 # The whole suite must stay well inside CI's limit.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all deps build test lint unit run bench generate dist clean
+.PHONY: all deps build test lint unit run bench soak generate dist clean
 
 all: build
 
@@ -41,6 +41,10 @@ run: deps build
 ## bench: speed and memory goals, side by side with their baselines.
 bench: deps build
 	./scripts/bench.sh
+
+## soak: TestChaos's long form (SOAK_DURATION, default 10m); plots memory and goroutines into docs/soak.png.
+soak: deps build
+	./scripts/soak.sh
 
 ## generate: regenerate committed generated code.
 generate:

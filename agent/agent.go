@@ -276,6 +276,10 @@ func (a *Agent) Run(ctx context.Context) error {
 				Log: a.log.With("component", "kernelwatch")})
 		}()
 	}
+	if n, ok := a.dp.(ChangeNotifier); ok {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.watchDataplane(ctx, n) }()
+	}
 	if a.fencer != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.runFencing(ctx, a.fencer) }()

@@ -92,7 +92,11 @@ func (s *Syncer) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		s.mu.Lock()
 		since := s.state.Revision
-		if !s.have {
+		// A state without the gateway list comes from a brain (or a cache
+		// written under a brain) older than gossip binding: resuming from
+		// its revision would never bring the list after the brain is
+		// upgraded, and nothing would be planned. Ask for a snapshot.
+		if !s.have || s.state.Gateways == nil {
 			since = 0
 		}
 		s.mu.Unlock()

@@ -73,7 +73,7 @@ func TestSyncerAppliesAndResumes(t *testing.T) {
 	b2 := api.NetworkState{NetworkID: "b", VNI: 2, RemotePods: []string{"pod9"}}
 	fb := &fakeBrain{sessions: [][]api.WatchEvent{
 		{
-			{Type: api.EventSnapshot, Revision: 5, State: &api.PodState{PodID: "pod1", Revision: 5, Networks: []api.NetworkState{a}}},
+			{Type: api.EventSnapshot, Revision: 5, State: &api.PodState{PodID: "pod1", Revision: 5, Networks: []api.NetworkState{a}, Gateways: []api.PodGateway{}}},
 			{Type: api.EventUpdate, Revision: 6, Networks: []api.NetworkState{b}},
 		},
 		// After the break the syncer resumes from 6; the brain sends what changed.
@@ -114,6 +114,29 @@ func TestSyncerAppliesAndResumes(t *testing.T) {
 		t.Fatalf("cached state: %+v", st)
 	}
 	waitFor(t, "resume from the cached revision", func() bool { c := fb2.calls(); return len(c) > 0 && c[0] == 8 })
+}
+
+// A cached state without the gateway list (written under a brain older
+// than gossip binding) is used while the brain is away, but the watch asks
+// for a snapshot instead of resuming from its revision: an upgraded brain
+// would otherwise never send the list.
+func TestSyncerRelistsStateWithoutGateways(t *testing.T) {
+	cache := filepath.Join(t.TempDir(), "pod-state.json")
+	if err := writeCache(cache, api.PodState{PodID: "pod1", Revision: 8, Networks: []api.NetworkState{{NetworkID: "a", VNI: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	fb := &fakeBrain{}
+	s := NewSyncer(fb, api.Gateway{ID: "gw1", PodID: "pod1"}, cache, slog.New(slog.NewTextHandler(os.Stderr, nil)), func() {})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	waitFor(t, "first watch", func() bool { return len(fb.calls()) > 0 })
+	if st, ok := s.State(); !ok || st.Revision != 8 {
+		t.Fatalf("cached state not kept while the brain is away: %+v %v", st, ok)
+	}
+	if c := fb.calls(); c[0] != 0 {
+		t.Fatalf("watch resumed from %d with a state that has no gateway list; want a snapshot (0)", c[0])
+	}
 }
 
 func TestSyncerHasNothingUntilFirstEvent(t *testing.T) {

@@ -15,7 +15,8 @@ func build(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	out, err := exec.Command("go", "build", "-o", dir+"/",
-		"github.com/l2span/l2span/cmd/l2span-brain", "github.com/l2span/l2span/cmd/l2span-agent").CombinedOutput()
+		"github.com/l2span/l2span/cmd/l2span-brain", "github.com/l2span/l2span/cmd/l2span-agent",
+		"github.com/l2span/l2span/cmd/l2span-bgpd").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -48,7 +49,16 @@ func TestUnitsVerify(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out, err := exec.Command("systemd-analyze", "verify", filepath.Join(dir, "l2span-brain.service"), filepath.Join(dir, "l2span-agent.service")).CombinedOutput()
+	// l2span-bgpd: a plain service (no notify, no state), verified as is.
+	b, err := os.ReadFile(filepath.Join("systemd", "l2span-bgpd.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "l2span-bgpd.service"), []byte(strings.ReplaceAll(string(b), "/usr/bin/", bin+"/")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("systemd-analyze", "verify", filepath.Join(dir, "l2span-brain.service"), filepath.Join(dir, "l2span-agent.service"),
+		filepath.Join(dir, "l2span-bgpd.service")).CombinedOutput()
 	if err != nil || len(strings.TrimSpace(string(out))) > 0 {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
 	}
@@ -104,6 +114,7 @@ func TestDist(t *testing.T) {
 	}
 	for _, want := range []string{"l2span/bin/l2span-brain", "l2span/bin/l2span-agent", "l2span/bin/l2spanctl",
 		"l2span/deploy/systemd/l2span-brain.service", "l2span/deploy/systemd/l2span-agent.service",
+		"l2span/bin/l2span-bgpd", "l2span/deploy/systemd/l2span-bgpd.service",
 		"l2span/deploy/examples/brain.conf", "l2span/deploy/examples/agent.conf", "l2span/docs/openapi.yaml", "l2span/README.md"} {
 		if !strings.Contains(string(list), want+"\n") {
 			t.Errorf("tarball lacks %s", want)

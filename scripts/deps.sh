@@ -30,6 +30,7 @@ python3-openstackclient
 rabbitmq-server
 neutron-linuxbridge-agent
 frr
+gnuplot-nox
 "
 
 say() { printf 'deps: %s\n' "$*"; }

@@ -27,6 +27,7 @@ type evpnFlags struct {
 	listen              string
 	listenPort          int
 	importWait          time.Duration
+	speakerSocket       string
 }
 
 func (e *evpnFlags) register(fs *flag.FlagSet) {
@@ -42,6 +43,7 @@ func (e *evpnFlags) register(fs *flag.FlagSet) {
 	fs.UintVar(&e.fabricPort, "evpn-fabric-port", evpn.DefaultFabricPort, "evpn: the fabric's VXLAN UDP port (the inter-pod --vxlan-port must differ)")
 	fs.StringVar(&e.listen, "evpn-listen", "", "evpn: address BGP listens on (default: all)")
 	fs.IntVar(&e.listenPort, "evpn-listen-port", 179, "evpn: port BGP listens on (-1: only connect out)")
+	fs.StringVar(&e.speakerSocket, "evpn-speaker-socket", "", "evpn: API socket of l2span-bgpd, which holds the BGP sessions so an agent restart never drops them (empty: BGP runs inside the agent and a restart drops the sessions)")
 	fs.DurationVar(&e.importWait, "evpn-import-wait", evpn.DefaultImportWait, "evpn: longest wait at start for the fabric's End-of-RIB before the pod-side FDB is reprogrammed")
 }
 
@@ -49,7 +51,10 @@ func (e *evpnFlags) register(fs *flag.FlagSet) {
 // and Logger) and checks them, naming the flag at fault.
 func (e *evpnFlags) options(vtep netip.Addr) (evpn.Options, error) {
 	o := evpn.Options{RD: e.rd, RT: e.rt, RestartTime: e.restart, LongLivedStaleTime: e.llgr, HoldTime: e.hold,
-		ImportWait: e.importWait, VTEP: vtep}
+		ImportWait: e.importWait, VTEP: vtep, SpeakerSocket: e.speakerSocket}
+	if e.speakerSocket != "" && !filepath.IsAbs(e.speakerSocket) {
+		return o, fmt.Errorf("evpn-speaker-socket %q: want an absolute path", e.speakerSocket)
+	}
 	if e.asn == 0 || e.asn > 1<<32-1 {
 		return o, fmt.Errorf("evpn-asn %d: want 1-4294967295", e.asn)
 	}

@@ -134,6 +134,7 @@ func BenchmarkFailover(b *testing.B) {
 		args []string
 	}{
 		{"tuned", nil},
+		{"fast", fastGossip},
 		{"memberlist-defaults", []string{"--gossip-probe-interval", "1s", "--gossip-probe-timeout", "500ms", "--gossip-suspicion-mult", "4"}},
 	}
 	for _, mode := range modes {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/l2span/l2span/brain/api"
 	"github.com/l2span/l2span/test/netns"
+	"github.com/l2span/l2span/test/pgtest"
 )
 
 var (
@@ -40,7 +41,8 @@ func binaries(t testing.TB) string {
 		}
 		cmd := exec.Command("go", "build", "-o", binDir+"/",
 			"github.com/l2span/l2span/cmd/l2span-brain",
-			"github.com/l2span/l2span/cmd/l2span-agent")
+			"github.com/l2span/l2span/cmd/l2span-agent",
+			"github.com/l2span/l2span/cmd/l2span-bgpd")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -53,7 +55,7 @@ func binaries(t testing.TB) string {
 }
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := pgtest.RunMain(m) // a PostgreSQL shared by the tests that ask for one (TestChaos)
 	if binDir != "" {
 		os.RemoveAll(binDir)
 	}

@@ -138,7 +138,7 @@ func agentDataplane(gw *netns.Gateway) (api.AgentDataplane, error) {
 }
 
 // agentMetric reads one sample from an agent's /metrics inside its netns.
-func agentMetric(t *testing.T, gw *netns.Gateway, sample string) string {
+func agentMetric(t testing.TB, gw *netns.Gateway, sample string) string {
 	t.Helper()
 	resp, err := (&http.Client{Transport: nsTransport(gw.NS), Timeout: 2 * time.Second}).Get("http://127.0.0.1:9697/metrics")
 	if err != nil {

@@ -188,17 +188,29 @@ func (r *Router) Vtysh(cmd string) (string, error) {
 
 // PeerState is the state FRR shows for a neighbor ("Established", ...).
 func (r *Router) PeerState(peer netip.Addr) (string, error) {
+	p, err := r.Peer(peer)
+	return p.State, err
+}
+
+// Peer is what FRR shows of a neighbor's session.
+type Peer struct {
+	State string `json:"bgpState"`
+	// Established and Dropped count the sessions since bgpd started.
+	Established int `json:"connectionsEstablished"`
+	Dropped     int `json:"connectionsDropped"`
+}
+
+// Peer reads a neighbor's session state and counters.
+func (r *Router) Peer(peer netip.Addr) (Peer, error) {
 	out, err := r.Vtysh("show bgp neighbors " + peer.String() + " json")
 	if err != nil {
-		return "", err
+		return Peer{}, err
 	}
-	var m map[string]struct {
-		BGPState string `json:"bgpState"`
-	}
+	var m map[string]Peer
 	if err := json.Unmarshal([]byte(out), &m); err != nil {
-		return "", fmt.Errorf("neighbor json: %w", err)
+		return Peer{}, fmt.Errorf("neighbor json: %w", err)
 	}
-	return m[peer.String()].BGPState, nil
+	return m[peer.String()], nil
 }
 
 // FDB is one entry of the kernel's bridge FDB on vx<VNI>, as iproute2 shows it.

@@ -4,16 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
-	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v3/pkg/server"
 	"google.golang.org/grpc"
@@ -29,74 +29,151 @@ const batchSize = 2000
 
 var familyEVPN = &api.Family{Afi: api.Family_AFI_L2VPN, Safi: api.Family_SAFI_EVPN}
 
-// speaker is the GoBGP server this backend embeds. Paths go in through
-// GoBGP's own AddPathStream over a private unix socket (the library has
-// no batched call of its own); everything else is a direct call.
+// speaker drives a GoBGP server over its gRPC API on a unix socket:
+// either one this process embeds (srv set; its sessions end with the
+// agent) or l2span-bgpd's (Options.SpeakerSocket; its sessions outlive
+// the agent's restarts).
 type speaker struct {
 	opts   Options
 	srv    *server.BgpServer
 	conn   *grpc.ClientConn
 	client api.GobgpApiClient
 	log    *slog.Logger
-	// rtVNI maps a route target's text to the VNI it imports into.
+	// peersAdded is set once every neighbor is configured in the speaker.
 	peersAdded bool
 }
 
 func startSpeaker(ctx context.Context, o Options) (*speaker, error) {
-	dir := o.SocketDir
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("gobgp socket dir: %w", err)
-	}
-	sock := filepath.Join(dir, "gobgp.sock")
-	// A socket left by a killed agent would make GoBGP's listen fail (fatally).
-	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("remove stale gobgp socket: %w", err)
-	}
-	lg := &slogAdapter{l: o.Logger.With("component", "gobgp")}
-	srv := server.NewBgpServer(server.GrpcListenAddress("unix://"+sock), server.LoggerOption(lg))
-	go srv.Serve()
-	s := &speaker{opts: o, srv: srv, log: o.Logger}
-	listen := []string{}
-	if o.ListenAddress.IsValid() {
-		listen = []string{o.ListenAddress.String()}
-	}
-	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: &api.Global{Asn: o.ASN, RouterId: o.RouterID.String(),
-		ListenPort: o.ListenPort, ListenAddresses: listen}}); err != nil {
-		srv.Stop()
-		return nil, fmt.Errorf("start bgp: %w", err)
-	}
-	// The gRPC listener comes up in the background.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := os.Stat(sock); err == nil {
-			break
+	s := &speaker{opts: o, log: o.Logger}
+	sock := o.SpeakerSocket
+	if sock == "" {
+		sock = filepath.Join(o.SocketDir, "gobgp.sock")
+		srv, err := listenSpeaker(sock, o.Logger)
+		if err != nil {
+			return nil, err
 		}
-		if time.Now().After(deadline) {
-			srv.Stop()
-			return nil, errors.New("gobgp api socket did not appear")
-		}
-		time.Sleep(10 * time.Millisecond)
+		s.srv = srv
 	}
 	conn, err := grpc.Dial("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		srv.Stop()
-		return nil, fmt.Errorf("connect to gobgp api: %w", err)
+		s.stop()
+		return nil, fmt.Errorf("connect to gobgp api %s: %w", sock, err)
 	}
 	s.conn, s.client = conn, api.NewGobgpApiClient(conn)
+	if _, err := s.ensureGlobal(ctx); err != nil {
+		if s.srv != nil {
+			s.stop()
+			return nil, err
+		}
+		// l2span-bgpd not there yet: every pass tries again.
+		s.log.Warn("bgp speaker not reachable yet", "socket", sock, "err", err)
+	}
 	return s, nil
 }
 
-// addPeers configures the neighbors; called once our routes are in the
-// RIB, so the first UPDATEs a restarted agent sends are complete and the
-// End-of-RIB that follows lets the fabric drop only what really went.
+// close drops the API connection; an embedded speaker keeps running (its
+// sessions end with the process, without a NOTIFICATION).
+func (s *speaker) close() {
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn = nil
+	}
+}
+
+// stop also stops an embedded speaker.
+func (s *speaker) stop() {
+	s.close()
+	if s.srv != nil {
+		s.srv.Stop()
+		s.srv = nil
+	}
+}
+
+func (s *speaker) global() *api.Global {
+	listen := []string{}
+	if s.opts.ListenAddress.IsValid() {
+		listen = []string{s.opts.ListenAddress.String()}
+	}
+	return &api.Global{Asn: s.opts.ASN, RouterId: s.opts.RouterID.String(), ListenPort: s.opts.ListenPort, ListenAddresses: listen}
+}
+
+// ensureGlobal starts BGP in the speaker unless it already runs as we
+// want it (an l2span-bgpd that outlived the agent). A speaker that runs
+// with another AS, router id or port is restarted: its sessions drop.
+// started says BGP was (re)started: the RIB holds nothing yet.
+func (s *speaker) ensureGlobal(ctx context.Context) (started bool, err error) {
+	want := s.global()
+	got, err := s.client.GetBgp(ctx, &api.GetBgpRequest{})
+	if err != nil {
+		return false, fmt.Errorf("read the bgp speaker's settings: %w", err)
+	}
+	if g := got.GetGlobal(); g.GetAsn() != 0 {
+		// No listen address means GoBGP's defaults, which it reports.
+		if g.GetAsn() == want.Asn && g.GetRouterId() == want.RouterId && g.GetListenPort() == want.ListenPort &&
+			(len(want.ListenAddresses) == 0 || slices.Equal(g.GetListenAddresses(), want.ListenAddresses)) {
+			return false, nil
+		}
+		s.log.Warn("the bgp speaker runs with other settings; restarting it (its sessions drop)",
+			"asn", g.GetAsn(), "router_id", g.GetRouterId(), "listen_port", g.GetListenPort(), "listen", g.GetListenAddresses(),
+			"want_asn", want.Asn, "want_router_id", want.RouterId, "want_listen_port", want.ListenPort, "want_listen", want.ListenAddresses)
+		if _, err := s.client.StopBgp(ctx, &api.StopBgpRequest{}); err != nil {
+			return false, fmt.Errorf("stop the speaker's bgp: %w", err)
+		}
+	}
+	s.peersAdded = false
+	if _, err := s.client.StartBgp(ctx, &api.StartBgpRequest{Global: want}); err != nil {
+		return false, fmt.Errorf("start bgp: %w", err)
+	}
+	return true, nil
+}
+
+// addPeers configures the neighbors the speaker lacks (and removes those
+// no longer configured); called once our routes are in the RIB, so the
+// first UPDATEs a restarted speaker sends are complete and the End-of-RIB
+// that follows lets the fabric drop only what really went.
 func (s *speaker) addPeers(ctx context.Context) error {
 	if s.peersAdded {
 		return nil
 	}
+	have := map[string]uint32{}
+	stream, err := s.client.ListPeer(ctx, &api.ListPeerRequest{})
+	if err != nil {
+		return fmt.Errorf("list neighbors: %w", err)
+	}
+	for {
+		r, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("list neighbors: %w", err)
+		}
+		have[r.GetPeer().GetConf().GetNeighborAddress()] = r.GetPeer().GetConf().GetPeerAsn()
+	}
+	want := map[string]bool{}
 	var errs []error
 	for _, n := range s.opts.Neighbors {
-		if err := s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.peerConf(n)}); err != nil {
-			errs = append(errs, fmt.Errorf("add neighbor %s: %w", n.Address, err))
+		addr := n.Address.String()
+		want[addr] = true
+		as, ok := have[addr]
+		if ok && as == n.RemoteAS {
+			continue
+		}
+		if ok {
+			if _, err := s.client.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr}); err != nil {
+				errs = append(errs, fmt.Errorf("remove neighbor %s (remote AS %d): %w", addr, as, err))
+				continue
+			}
+		}
+		if _, err := s.client.AddPeer(ctx, &api.AddPeerRequest{Peer: s.peerConf(n)}); err != nil {
+			errs = append(errs, fmt.Errorf("add neighbor %s: %w", addr, err))
+		}
+	}
+	for addr := range have {
+		if !want[addr] {
+			if _, err := s.client.DeletePeer(ctx, &api.DeletePeerRequest{Address: addr}); err != nil {
+				errs = append(errs, fmt.Errorf("remove neighbor %s: %w", addr, err))
+			}
 		}
 	}
 	s.peersAdded = len(errs) == 0
@@ -173,10 +250,30 @@ type netAttrs struct {
 	rd, rt template
 }
 
-func (a netAttrs) path(r route, withdraw bool) (*api.Path, error) {
+// fill sets r's route distinguisher and target from the templates.
+func (a netAttrs) fill(r route) (route, error) {
 	d, err := rd(a.rd.expand(a.asn, r.VNI))
 	if err != nil {
-		return nil, fmt.Errorf("rd of vni %d: %w", r.VNI, err)
+		return r, fmt.Errorf("rd of vni %d: %w", r.VNI, err)
+	}
+	target, err := rt(a.rt.expand(a.asn, r.VNI))
+	if err != nil {
+		return r, fmt.Errorf("rt of vni %d: %w", r.VNI, err)
+	}
+	r.RD, r.RT = d, rtString(target)
+	return r, nil
+}
+
+// path is r as a GoBGP path: advertised with the templates' RD and RT, or
+// withdrawn under the RD it carries (it may be an older template's).
+func (a netAttrs) path(r route, withdraw bool) (*api.Path, error) {
+	d := r.RD
+	if d == nil || !withdraw {
+		f, err := a.fill(r)
+		if err != nil {
+			return nil, err
+		}
+		d = f.RD
 	}
 	target, err := rt(a.rt.expand(a.asn, r.VNI))
 	if err != nil {
@@ -211,9 +308,20 @@ func (a netAttrs) path(r route, withdraw bool) (*api.Path, error) {
 // restarting, not gone) whose route target imports into a VNI.
 func (s *speaker) list(ctx context.Context, rtVNI map[string]uint32, self netip.Addr) (ours, theirs []route, err error) {
 	var perr error
-	err = s.srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: familyEVPN,
-		EnableOnlyBinary: true, EnableNlriBinary: true, EnableAttributeBinary: true}, func(d *api.Destination) {
-		for _, p := range d.Paths {
+	stream, err := s.client.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: familyEVPN,
+		EnableOnlyBinary: true, EnableNlriBinary: true, EnableAttributeBinary: true})
+	if err != nil {
+		return nil, nil, fmt.Errorf("list evpn paths: %w", err)
+	}
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("list evpn paths: %w", err)
+		}
+		for _, p := range resp.GetDestination().GetPaths() {
 			if p.IsWithdraw {
 				continue
 			}
@@ -234,9 +342,6 @@ func (s *speaker) list(ctx context.Context, rtVNI map[string]uint32, self netip.
 				theirs = append(theirs, r)
 			}
 		}
-	})
-	if err != nil {
-		return nil, nil, fmt.Errorf("list evpn paths: %w", err)
 	}
 	if perr != nil {
 		s.log.Debug("unreadable evpn path skipped", "err", perr)
@@ -281,8 +386,11 @@ func parsePath(p *api.Path, rtVNI map[string]uint32, byLabel bool) (route, bool,
 				case *bgp.MacMobilityExtended:
 					r.Seq, r.Sticky = ec.Sequence, ec.IsSticky
 				default:
-					if t, st := ec.GetTypes(); st == bgp.EC_SUBTYPE_ROUTE_TARGET && t != bgp.EC_TYPE_EVPN && !found {
-						vni, found = rtVNI[rtString(ec)]
+					if t, st := ec.GetTypes(); st == bgp.EC_SUBTYPE_ROUTE_TARGET && t != bgp.EC_TYPE_EVPN && r.RT == "" {
+						r.RT = rtString(ec)
+						if !found {
+							vni, found = rtVNI[r.RT]
+						}
 					}
 				}
 			}
@@ -292,6 +400,7 @@ func parsePath(p *api.Path, rtVNI map[string]uint32, byLabel bool) (route, bool,
 		return route{}, false, nil
 	}
 	r.VNI = vni
+	r.RD = en.RD()
 	r.NextHop = r.NextHop.Unmap()
 	switch d := en.RouteTypeData.(type) {
 	case *bgp.EVPNMacIPAdvertisementRoute:
@@ -321,7 +430,13 @@ func parsePath(p *api.Path, rtVNI map[string]uint32, byLabel bool) (route, bool,
 func (s *speaker) sessions(ctx context.Context) (out []vtep.Session, ready bool) {
 	ready = s.peersAdded
 	seen := map[string]bool{}
-	s.srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
+	stream, err := s.client.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true})
+	for err == nil {
+		var resp *api.ListPeerResponse
+		if resp, err = stream.Recv(); err != nil {
+			break
+		}
+		p := resp.GetPeer()
 		st := vtep.Session{Peer: p.GetConf().GetNeighborAddress(), RemoteAS: p.GetConf().GetPeerAsn(), State: "idle"}
 		seen[st.Peer] = true
 		if ps := p.GetState(); ps != nil {
@@ -341,7 +456,11 @@ func (s *speaker) sessions(ctx context.Context) (out []vtep.Session, ready bool)
 			ready = false
 		}
 		out = append(out, st)
-	})
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		s.log.Debug("list bgp neighbors", "err", err)
+		ready = false
+	}
 	for _, n := range s.opts.Neighbors {
 		if !seen[n.Address.String()] {
 			ready = false
@@ -369,49 +488,22 @@ func sessionState(s api.PeerState_SessionState) string {
 }
 
 // watch calls changed on every change of the EVPN table or of a peer's
-// state, until ctx ends.
+// state, until ctx ends or the stream breaks (the speaker went away).
 func (s *speaker) watch(ctx context.Context, changed func()) error {
-	return s.srv.WatchEvent(ctx, &api.WatchEventRequest{
+	stream, err := s.client.WatchEvent(ctx, &api.WatchEventRequest{
 		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{
 			{Type: api.WatchEventRequest_Table_Filter_BEST}, {Type: api.WatchEventRequest_Table_Filter_ADJIN},
 			{Type: api.WatchEventRequest_Table_Filter_EOR},
 		}},
 		Peer: &api.WatchEventRequest_Peer{},
-	}, func(*api.WatchEventResponse) { changed() })
-}
-
-// slogAdapter is GoBGP's logger over slog.
-type slogAdapter struct {
-	l     *slog.Logger
-	level gobgplog.LogLevel
-}
-
-func fieldsOf(f gobgplog.Fields) []any {
-	out := make([]any, 0, 2*len(f))
-	for k, v := range f {
-		out = append(out, k, v)
+	})
+	if err != nil {
+		return fmt.Errorf("watch gobgp events: %w", err)
 	}
-	return out
-}
-
-func (a *slogAdapter) Panic(msg string, f gobgplog.Fields) {
-	a.l.Error(msg, fieldsOf(f)...)
-	panic(msg)
-}
-
-// Fatal is what GoBGP calls when its API socket cannot listen; the
-// backend removed a stale one first, so this is a real fault.
-func (a *slogAdapter) Fatal(msg string, f gobgplog.Fields) {
-	a.l.Error("gobgp fatal: "+msg, fieldsOf(f)...)
-	os.Exit(1)
-}
-func (a *slogAdapter) Error(msg string, f gobgplog.Fields) { a.l.Error(msg, fieldsOf(f)...) }
-func (a *slogAdapter) Warn(msg string, f gobgplog.Fields)  { a.l.Warn(msg, fieldsOf(f)...) }
-func (a *slogAdapter) Info(msg string, f gobgplog.Fields)  { a.l.Info(msg, fieldsOf(f)...) }
-func (a *slogAdapter) Debug(msg string, f gobgplog.Fields) {
-	if a.level >= gobgplog.DebugLevel {
-		a.l.Debug(msg, fieldsOf(f)...)
+	for {
+		if _, err := stream.Recv(); err != nil {
+			return fmt.Errorf("watch gobgp events: %w", err)
+		}
+		changed()
 	}
 }
-func (a *slogAdapter) SetLevel(level gobgplog.LogLevel) { a.level = level }
-func (a *slogAdapter) GetLevel() gobgplog.LogLevel      { return a.level }

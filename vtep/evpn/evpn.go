@@ -96,7 +96,13 @@ type Options struct {
 	// ImportWait bounds how long a starting backend waits for the
 	// neighbors' End-of-RIB before it reprograms the pod-side FDB.
 	ImportWait time.Duration
-	// SocketDir is a private directory for GoBGP's API socket.
+	// SpeakerSocket is the API socket of an l2span-bgpd that holds the BGP
+	// sessions, so that they outlive the agent's restarts. Empty: GoBGP
+	// runs inside this process, its API socket in SocketDir, and a restart
+	// drops the sessions (a fabric without graceful restart for EVPN, such
+	// as FRR before 10.5, then withdraws our routes until we are back).
+	SpeakerSocket string
+	// SocketDir is a private directory for an embedded GoBGP's API socket.
 	SocketDir string
 	// Overlay configures the inter-pod kernel dataplane (vtep/linux).
 	Overlay linux.Options
@@ -154,7 +160,7 @@ func (o Options) validate() error {
 		return fmt.Errorf("evpn-restart-time %s: want 1s-4095s (the capability's 12 bits)", o.RestartTime)
 	case o.LongLivedStaleTime < 0 || o.LongLivedStaleTime > (1<<24-1)*time.Second:
 		return fmt.Errorf("evpn-llgr-stale-time %s: want 0-16777215s", o.LongLivedStaleTime)
-	case o.SocketDir == "":
+	case o.SocketDir == "" && o.SpeakerSocket == "":
 		return errors.New("evpn socket dir: required")
 	case len(o.Prefix) > 4:
 		return fmt.Errorf("evpn-device-prefix %q: at most 4 characters", o.Prefix)
@@ -250,23 +256,23 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	return b, nil
 }
 
-// Close stops the import loop and releases handles. It leaves the BGP
-// sessions to end with the process (no NOTIFICATION), so the fabric keeps
-// our routes for the graceful-restart time, and never touches the kernel.
+// Close stops the import loop and releases handles; it never touches the
+// kernel or the routes. An l2span-bgpd keeps the sessions and our routes;
+// an embedded speaker is left to end with the process (a TCP close, no
+// NOTIFICATION: a graceful-restart helper keeps our routes as stale).
 func (b *Backend) Close() error {
 	b.cancel()
 	<-b.done
-	if b.bgp.conn != nil {
-		b.bgp.conn.Close()
-		b.bgp.conn = nil
-	}
+	b.bgp.close()
 	return errors.Join(b.overlay.Close(), b.fabric.Close(), b.links.close())
 }
 
-// Stop also stops the BGP speaker (tests and tools that embed several).
+// Stop is Close for good: an embedded speaker is stopped too (its
+// sessions end with a NOTIFICATION, its goroutines end). An l2span-bgpd
+// is left as it is.
 func (b *Backend) Stop() error {
 	err := b.Close()
-	b.bgp.srv.Stop()
+	b.bgp.stop()
 	return err
 }
 
@@ -323,19 +329,28 @@ func (b *Backend) syncBGP(ctx context.Context) error {
 		}
 		rtVNI[rtString(target)] = n.VNI
 	}
+	// An l2span-bgpd that restarted has lost its settings and routes.
+	if started, err := b.bgp.ensureGlobal(ctx); err != nil {
+		return err
+	} else if started && b.ready {
+		// Keep the pod side until the fabric has sent everything again.
+		b.log.Warn("bgp speaker started afresh (l2span-bgpd restarted?); routes sent again")
+		b.ready, b.started = false, time.Now()
+	}
 	ours, theirs, err := b.bgp.list(ctx, rtVNI, b.opts.VTEP)
 	if err != nil {
 		return err
 	}
 	im := newImported(theirs, b.opts.VTEP)
 	want := wantExport(b.cfg, b.opts.VTEP, im.macs())
-	have := map[key]route{}
-	for _, r := range ours {
-		have[r.key()] = r
+	for k, r := range want {
+		if want[k], err = b.attrs.fill(r); err != nil {
+			return err
+		}
 	}
 	// Routes of VNIs no longer in the config cannot be told from their RT
 	// any more: list keeps ours whatever their RT (VNI from the label).
-	withdraw, advertise := exportDiff(have, want)
+	withdraw, advertise := exportDiff(ours, want)
 	var errs []error
 	if err := b.bgp.send(ctx, b.attrs, withdraw, advertise); err != nil {
 		errs = append(errs, err)
@@ -387,14 +402,27 @@ func (b *Backend) loop(ctx context.Context) {
 	defer close(b.done)
 	events := make(chan struct{}, 1)
 	go func() {
-		err := b.bgp.watch(ctx, func() {
+		for ctx.Err() == nil {
+			err := b.bgp.watch(ctx, func() {
+				select {
+				case events <- struct{}{}:
+				default:
+				}
+			})
+			if ctx.Err() != nil {
+				return
+			}
+			// The speaker went away (l2span-bgpd restarting): the
+			// passes below set it up again; watch again shortly.
+			b.log.Warn("bgp speaker events", "err", err)
 			select {
 			case events <- struct{}{}:
 			default:
 			}
-		})
-		if err != nil && ctx.Err() == nil {
-			b.log.Error("watch gobgp events", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
 		}
 	}()
 	resync := time.NewTicker(10 * time.Second)

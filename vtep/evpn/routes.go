@@ -35,6 +35,10 @@ type route struct {
 	// Seq and Sticky are the MAC Mobility extended community (type 2).
 	Seq    uint32
 	Sticky bool
+	// RD and RT (canonical text) are the route's distinguisher and first
+	// route target: as read from the RIB, or as the templates make them.
+	RD bgp.RouteDistinguisherInterface
+	RT string
 }
 
 // key names a route within its VNI regardless of its attributes.
@@ -160,19 +164,26 @@ func wantExport(cfg vtep.Config, self netip.Addr, fabric map[key]route) map[key]
 	return out
 }
 
-// exportDiff is what to withdraw and what to advertise to go from have to
-// want. A route whose sequence went down (a port deleted and made again)
-// is withdrawn before it is advertised again: GoBGP refuses a lower
-// sequence than the one it holds.
-func exportDiff(have, want map[key]route) (withdraw, advertise []route) {
-	for k, r := range have {
+// exportDiff is what to withdraw and what to advertise to go from have
+// (our routes in the RIB) to want. A route whose sequence went down (a
+// port deleted and made again) is withdrawn before it is advertised again:
+// GoBGP refuses a lower sequence than the one it holds. A route under
+// another RD than want's (the RD template changed across a restart) is
+// withdrawn under its own RD: it is another NLRI, which advertising
+// want's would leave in place.
+func exportDiff(have []route, want map[key]route) (withdraw, advertise []route) {
+	current := map[key]route{}
+	for _, r := range have {
+		k := r.key()
 		w, ok := want[k]
-		if !ok || w.Seq < r.Seq {
+		if !ok || w.Seq < r.Seq || rdString(w.RD) != rdString(r.RD) {
 			withdraw = append(withdraw, r)
+			continue
 		}
+		current[k] = r
 	}
 	for k, w := range want {
-		if r, ok := have[k]; !ok || !sameRoute(r, w) {
+		if r, ok := current[k]; !ok || !sameRoute(r, w) || w.Seq < r.Seq {
 			advertise = append(advertise, w)
 		}
 	}
@@ -181,8 +192,16 @@ func exportDiff(have, want map[key]route) (withdraw, advertise []route) {
 	return withdraw, advertise
 }
 
+func rdString(d bgp.RouteDistinguisherInterface) string {
+	if d == nil {
+		return ""
+	}
+	return d.String()
+}
+
 func sameRoute(a, b route) bool {
-	return a.key() == b.key() && a.NextHop == b.NextHop && a.Seq == b.Seq && a.Sticky == b.Sticky
+	return a.key() == b.key() && a.NextHop == b.NextHop && a.Seq == b.Seq && a.Sticky == b.Sticky &&
+		rdString(a.RD) == rdString(b.RD) && a.RT == b.RT
 }
 
 func sortRoutes(rs []route) {

@@ -120,6 +120,10 @@ type Backend struct {
 	setMu   sync.Mutex
 	txns    atomic.Uint64
 	changes chan struct{}
+	// drift is signalled when a table the backend writes changes (its own
+	// writes included): a row deleted behind its back is put back at
+	// once rather than at the next resync.
+	drift chan struct{}
 
 	// waitingForSwitch, if set (by tests), is called when a Set with
 	// something to write starts waiting for the switch to come back.
@@ -144,7 +148,7 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	b := &Backend{opts: opts, log: log.With("backend", "hwvtep", "switch", opts.PhysicalSwitch), changes: make(chan struct{}, 1)}
+	b := &Backend{opts: opts, log: log.With("backend", "hwvtep", "switch", opts.PhysicalSwitch), changes: make(chan struct{}, 1), drift: make(chan struct{}, 1)}
 	cli, err := ovsdb.Connect(ctx, ovsdb.ClientOptions{
 		Endpoint: opts.Endpoint,
 		TLS:      opts.TLS,
@@ -156,6 +160,12 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 				default:
 				}
 			}
+			if slices.ContainsFunc(tables, func(t string) bool { return slices.Contains(writtenTables, t) }) {
+				select {
+				case b.drift <- struct{}{}:
+				default:
+				}
+			}
 		},
 	})
 	if err != nil {
@@ -164,6 +174,16 @@ func New(ctx context.Context, opts Options) (*Backend, error) {
 	b.cli = cli
 	return b, nil
 }
+
+// writtenTables are the tables Set writes.
+var writtenTables = []string{ovsdb.LogicalSwitchTable, ovsdb.PhysicalPortTable, ovsdb.PhysicalLocatorTable,
+	ovsdb.PhysicalLocatorSetTable, ovsdb.UcastMacsRemoteTable, ovsdb.McastMacsRemoteTable}
+
+// DataplaneChanged is signalled (coalesced) when a table Set writes
+// changes in the database, by this backend or anyone else; a Set then
+// repairs what someone else changed. After its own writes the next Set
+// finds nothing to do.
+func (b *Backend) DataplaneChanged() <-chan struct{} { return b.drift }
 
 // Close closes the connection; programmed state stays.
 func (b *Backend) Close() error {

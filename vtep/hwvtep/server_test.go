@@ -615,3 +615,38 @@ func TestReconnectsLeakNothing(t *testing.T) {
 		t.Errorf("%d goroutines after Close, %d before the backend", runtime.NumGoroutine(), before)
 	}
 }
+
+// A row deleted behind the backend's back is signalled on
+// DataplaneChanged (the agent reconciles on it); a change to a table the
+// backend does not write is not.
+func TestDataplaneChangedOnDrift(t *testing.T) {
+	srv := ovsdbtest.Start(t, ovsdbtest.VTEPSchema)
+	b := startBackend(t, srv, 0)
+	set(t, b, baseConfig())
+	drain := func() {
+		for {
+			select {
+			case <-b.DataplaneChanged():
+			case <-time.After(300 * time.Millisecond):
+				return
+			}
+		}
+	}
+	drain() // our own writes
+	m1 := uuidOf(t, srv, "Ucast_Macs_Remote", "MAC", mac(1).String())
+	transact(t, srv, `{"op":"delete","table":"Ucast_Macs_Remote","where":[["_uuid","==",["uuid","`+m1+`"]]]}`)
+	select {
+	case <-b.DataplaneChanged():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a Ucast_Macs_Remote row deleted behind the backend's back was not signalled")
+	}
+	drain()
+	ls := uuidOf(t, srv, "Logical_Switch", "name", "l2s-100")
+	loc := uuidOf(t, srv, "Physical_Locator", "dst_ip", vtepB.String())
+	transact(t, srv, `{"op":"insert","table":"Ucast_Macs_Local","row":{"MAC":"02:00:00:00:00:42","logical_switch":["uuid","`+ls+`"],"locator":["uuid","`+loc+`"]}}`)
+	select {
+	case <-b.DataplaneChanged():
+		t.Fatal("a change to Ucast_Macs_Local (learned by the switch) signalled as drift of what the backend writes")
+	case <-time.After(500 * time.Millisecond):
+	}
+}
