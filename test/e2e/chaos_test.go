@@ -183,6 +183,7 @@ func (c *chaosLab) checkpoint(t *testing.T, what string) time.Duration {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	c.debugDump(fmt.Sprint(err))
 	t.Fatalf("checkpoint %s: not converged within a minute: %v", what, err)
 	return 0
 }
