@@ -45,8 +45,13 @@ type Config struct {
 	// LocalInterface is the template naming the interface that carries a
 	// network's pod-local segment (see InterfaceTemplate).
 	LocalInterface string
-	PopulateMACs   bool
-	Resync         time.Duration
+	// PodSide says the gateway serves its pod's side of VXLAN segments
+	// through the pod's VTEP (a backend with PodOptions); PodSideName names
+	// a network's pod-side device (for its eBPF programs).
+	PodSide      bool
+	PodSideName  func(vni uint32) string
+	PopulateMACs bool
+	Resync       time.Duration
 	// Hold is how long a gateway waits before taking a network over from a
 	// live gateway of its pod (and how long it lets gossip settle at start);
 	// zero means gossip.DefaultProbeInterval.
@@ -95,7 +100,7 @@ func (c Config) withDefaults() Config {
 func (c Config) GossipMeta() gossip.Meta {
 	c = c.withDefaults()
 	return gossip.Meta{Pod: c.Pod, GatewayID: c.GatewayID, VTEP: c.VTEP, Backend: c.Backend,
-		DVRMAC: c.DVRMAC, Healthy: true, Weight: c.Weight}
+		DVRMAC: c.DVRMAC, Healthy: true, Weight: c.Weight, PodVTEP: c.PodSide}
 }
 
 // Agent is one running gateway agent.

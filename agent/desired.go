@@ -67,6 +67,12 @@ type PlanInput struct {
 	LocalInterface func(api.NetworkState) string
 	// PopulateMACs false means flood-and-learn.
 	PopulateMACs bool
+	// PodSide says this gateway serves its pod's side of each network on a
+	// VXLAN segment (it holds the pod's VTEP when it forwards): such a
+	// network gets a vtep.PodSide instead of a local interface, and its
+	// eBPF programs go on PodSideName(vni).
+	PodSide     bool
+	PodSideName func(vni uint32) string
 	// OwnDVRMAC is this host's DVR MAC in its pod's Neutron (may be nil).
 	OwnDVRMAC net.HardwareAddr
 	// Forward decides whether this gateway forwards a network whose
@@ -109,7 +115,7 @@ func BuildPlan(in PlanInput) Plan {
 			}
 		}
 		nw := vtep.Network{VNI: n.VNI, Learn: !in.PopulateMACs}
-		if in.LocalInterface != nil {
+		if nw.PodSide = podSide(in, n, &p); nw.PodSide == nil && in.LocalInterface != nil {
 			nw.LocalInterface = in.LocalInterface(n)
 		}
 		podVTEP := map[string]netip.Addr{}
@@ -151,8 +157,11 @@ func BuildPlan(in PlanInput) Plan {
 			}
 		}
 		p.Config.Networks = append(p.Config.Networks, nw)
-		if nw.LocalInterface != "" {
+		switch {
+		case nw.LocalInterface != "":
 			p.Isolation = append(p.Isolation, isolation(in, n, nw.LocalInterface, &p))
+		case nw.PodSide != nil && in.PodSideName != nil:
+			p.Isolation = append(p.Isolation, isolation(in, n, in.PodSideName(n.VNI), &p))
 		}
 	}
 	var conflicts []vtep.Conflict

@@ -23,6 +23,8 @@ type planInputs struct {
 	previous     map[ForwarderKey]netip.Addr
 	handover     *handover
 	localIf      func(api.NetworkState) string
+	podSide      bool
+	podSideName  func(uint32) string
 	populateMACs bool
 	ownDVRMAC    net.HardwareAddr
 }
@@ -39,6 +41,7 @@ func (a *Agent) plan() (Plan, bool) {
 	in.members, in.self, in.pod = a.members.Members(), a.members.Name(), a.cfg.Pod
 	in.handover = a.handover
 	in.localIf, in.populateMACs, in.ownDVRMAC = a.localIf, a.cfg.PopulateMACs, a.cfg.DVRMAC
+	in.podSide, in.podSideName = a.cfg.PodSide, a.cfg.PodSideName
 	p, ok := planFor(in)
 	switch {
 	case ok:
@@ -86,7 +89,7 @@ func planFor(in planInputs) (Plan, bool) {
 	}
 	p := BuildPlan(PlanInput{
 		State: in.state, Members: in.members, Self: in.self, PodID: in.pod,
-		LocalInterface: in.localIf, PopulateMACs: in.populateMACs,
+		LocalInterface: in.localIf, PopulateMACs: in.populateMACs, PodSide: in.podSide, PodSideName: in.podSideName,
 		Previous: in.previous, Forward: forward, OwnDVRMAC: in.ownDVRMAC,
 	})
 	keep := map[uint32]bool{}

@@ -69,6 +69,7 @@ func replaceNetworks(have, whole []api.NetworkState, removed []string) []api.Net
 func patchNetwork(n api.NetworkState, c api.NetworkDelta) api.NetworkState {
 	if h := c.Header; h != nil {
 		n.Name, n.Type, n.VNI, n.LocalSegment, n.RemotePods, n.Subnets = h.Name, h.Type, h.VNI, h.LocalSegment, h.RemotePods, h.Subnets
+		n.PodSide = h.PodSide
 	}
 	if len(c.RemovedMACs) == 0 && len(c.Upserted) == 0 {
 		return n

@@ -37,6 +37,26 @@ type Network struct {
 	Neighbors []Neighbor
 	// Learn turns on source-MAC learning on the overlay device (population off).
 	Learn bool
+	// PodSide, when set, makes the gateway a tunnel endpoint of its pod's
+	// own VXLAN mesh for this network (the pod's Neutron points its compute
+	// hosts at the gateway through shadow ports): a second VXLAN device on
+	// the pod's segment is the network's local interface, so LocalInterface
+	// must then be empty.
+	PodSide *PodSide
+}
+
+// PodSide is a network's side in the gateway's own pod: the pod's bottom
+// VXLAN segment and the pod's tunnel endpoints on it. The pod-side device
+// sends from the backend's pod VTEP address (a per-pod virtual IP the
+// designated forwarder holds), on the pod's VXLAN UDP port.
+type PodSide struct {
+	// Segment is the pod's VXLAN segmentation id of the network.
+	Segment uint32
+	// Flood lists the pod's compute VTEPs with ports on the network: BUM
+	// traffic from other pods is replicated to each.
+	Flood []netip.Addr
+	// MACs are the pod's own ports and the compute VTEP behind each.
+	MACs []MACEntry
 }
 
 // MACEntry is a remote MAC reachable through a remote VTEP.
@@ -163,6 +183,23 @@ func (c Config) NormalizeConflicts() (Config, []Conflict) {
 		n.Flood = slices.Compact(n.Flood)
 		n.MACs, conflicts = normalizeMACs(n.VNI, n.MACs, conflicts)
 		n.Neighbors, conflicts = normalizeNeighbors(n.VNI, n.Neighbors, conflicts)
+		if n.PodSide != nil {
+			ps := *n.PodSide
+			ps.Flood = slices.Clone(ps.Flood)
+			slices.SortFunc(ps.Flood, netip.Addr.Compare)
+			ps.Flood = slices.Compact(ps.Flood)
+			ps.MACs, conflicts = normalizeMACs(n.VNI, ps.MACs, conflicts)
+			// A MAC both remote and local: the remote entry (the brain's
+			// placement of the port in another pod) stays.
+			ps.MACs = slices.DeleteFunc(ps.MACs, func(e MACEntry) bool {
+				i, found := slices.BinarySearchFunc(n.MACs, e.MAC, func(m MACEntry, t net.HardwareAddr) int { return bytes.Compare(m.MAC, t) })
+				if found {
+					conflicts = append(conflicts, Conflict{VNI: n.VNI, Key: "mac " + e.MAC.String(), Kept: n.MACs[i].VTEP.String(), Dropped: "pod-side " + e.VTEP.String()})
+				}
+				return found
+			})
+			n.PodSide = &ps
+		}
 		out.Networks = append(out.Networks, n)
 	}
 	slices.SortFunc(out.Networks, func(a, b Network) int { return cmp.Compare(a.VNI, b.VNI) })

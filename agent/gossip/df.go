@@ -8,6 +8,10 @@ import (
 	"slices"
 )
 
+// PodKey is the election key of a pod with one forwarder for every network
+// (no network has VNI 0).
+const PodKey uint32 = 0
+
 // DF picks the designated forwarder of network vni in pod among members
 // that may forward (Member.Forwarder) by weighted rendezvous hashing: each
 // candidate scores -weight/ln(h) with h a uniform hash of (vni, gateway id)
@@ -15,7 +19,15 @@ import (
 // answer from the same view; a gateway's share of networks is proportional
 // to its weight; removing a gateway moves only the networks it was DF for.
 // false when the pod has no candidate.
+//
+// A pod whose gateways serve its side through one virtual tunnel IP
+// (Meta.PodVTEP, on any candidate) has one forwarder for all its networks:
+// the IP can be held by one gateway only, so the election key is the pod's,
+// not the network's, and every agent of every pod agrees on it.
 func DF(vni uint32, pod string, members []Member) (Member, bool) {
+	if slices.ContainsFunc(members, func(m Member) bool { return m.Meta.Pod == pod && m.Forwarder() && m.Meta.PodVTEP }) {
+		vni = PodKey
+	}
 	var (
 		best      Member
 		bestScore float64

@@ -36,6 +36,7 @@ const metaVersion byte = 1
 const (
 	flagHealthy byte = 1 << iota
 	flagLeaving
+	flagPodVTEP
 )
 
 // ErrMetaTooLarge is returned when an encoded Meta would exceed MaxMetaSize.
@@ -60,6 +61,10 @@ type Meta struct {
 	Weight uint16
 	// Proto is the agent protocol version; zero means ProtocolVersion.
 	Proto uint8
+	// PodVTEP says the gateway serves its pod's side through the pod's
+	// one virtual tunnel IP: its pod elects one forwarder for every
+	// network (DF), the holder of that IP.
+	PodVTEP bool
 
 	// leaving is set by Leave so that peers drain the gateway before its
 	// leave message and report it as left rather than dead.
@@ -118,6 +123,9 @@ func (m Meta) MarshalBinary() ([]byte, error) {
 	if m.leaving {
 		flags |= flagLeaving
 	}
+	if m.PodVTEP {
+		flags |= flagPodVTEP
+	}
 	b := make([]byte, 0, 64)
 	b = append(b, metaVersion, flags, m.Proto)
 	b = binary.BigEndian.AppendUint16(b, m.Weight)
@@ -165,6 +173,7 @@ func (m *Meta) UnmarshalBinary(b []byte) error {
 	out.VTEP = addr
 	out.Healthy = flags&flagHealthy != 0
 	out.leaving = flags&flagLeaving != 0
+	out.PodVTEP = flags&flagPodVTEP != 0
 	if err := out.Validate(); err != nil {
 		return err
 	}

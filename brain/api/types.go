@@ -269,6 +269,23 @@ type NetworkState struct {
 	RemotePods   []string        `json:"remote_pods"`
 	RemotePorts  []RemotePort    `json:"remote_ports"`
 	Subnets      []SubnetGateway `json:"subnets,omitempty"`
+	// PodSide is the pod's own side of its segment, when known.
+	PodSide *PodSide `json:"pod_side,omitempty"`
+}
+
+// PodSide is what the pod's own Neutron says about the network's VXLAN
+// segment there: the compute VTEPs with ports on it, and each local port's
+// MAC with the VTEP of the host it is bound on. A gateway serving the pod
+// side floods to VTEPs and sends a port's frames to its host.
+type PodSide struct {
+	VTEPs []string      `json:"vteps,omitempty"`
+	Ports []PodSidePort `json:"ports,omitempty"`
+}
+
+// PodSidePort is a local port and the VTEP of its host.
+type PodSidePort struct {
+	MAC  string `json:"mac"`
+	VTEP string `json:"vtep"`
 }
 
 // RemotePort is a port of the network bound in another pod.
@@ -343,6 +360,7 @@ type NetworkHeader struct {
 	LocalSegment Segment         `json:"local_segment"`
 	RemotePods   []string        `json:"remote_pods"`
 	Subnets      []SubnetGateway `json:"subnets,omitempty"`
+	PodSide      *PodSide        `json:"pod_side,omitempty"`
 }
 
 // PodWide is the part of a pod's state that is not per network; a delta

@@ -157,7 +157,17 @@ func toAPINetworkState(n state.NetworkState) api.NetworkState {
 		Subnets: mapSlice(n.Subnets, func(s state.SubnetGateway) api.SubnetGateway {
 			return api.SubnetGateway{CIDR: s.CIDR, GatewayIP: s.GatewayIP}
 		}),
+		PodSide: toAPIPodSide(n.PodSide),
 	}
+}
+
+func toAPIPodSide(p model.PodSide) *api.PodSide {
+	if p.Empty() {
+		return nil
+	}
+	return &api.PodSide{VTEPs: p.VTEPs, Ports: mapSlice(p.Ports, func(pp model.PodSidePort) api.PodSidePort {
+		return api.PodSidePort{MAC: pp.MAC, VTEP: pp.VTEP}
+	})}
 }
 
 func toAPIWatchEvent(ev state.Event) api.WatchEvent {
@@ -186,7 +196,7 @@ func toAPINetworkDelta(d state.NetworkDelta) api.NetworkDelta {
 	if d.Header != nil {
 		n := toAPINetworkState(*d.Header)
 		out.Header = &api.NetworkHeader{Name: n.Name, Type: n.Type, VNI: n.VNI, LocalSegment: n.LocalSegment,
-			RemotePods: n.RemotePods, Subnets: n.Subnets}
+			RemotePods: n.RemotePods, Subnets: n.Subnets, PodSide: n.PodSide}
 	}
 	return out
 }

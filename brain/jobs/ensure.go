@@ -61,6 +61,9 @@ func (h NetworkSync) ensure(ctx context.Context, b Bottom, pc PodConfig, v brain
 	if err := r.ports(ctx); err != nil {
 		return err
 	}
+	if err := r.recordPodSide(ctx, havePorts); err != nil {
+		return err
+	}
 	return r.recordRoutes(ctx)
 }
 

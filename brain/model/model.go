@@ -63,8 +63,30 @@ type Segment struct {
 	SegmentationID   int
 	// PhysicalNetwork is stored as bottom_physical_network#pod_id.
 	PhysicalNetwork string
-	CreatedAt       time.Time
+	// PodSide is the pod's own tunnel endpoints on the segment, read back
+	// from the pod's Neutron by the network's sync job.
+	PodSide   PodSide
+	CreatedAt time.Time
 }
+
+// PodSide is what a pod's Neutron says about a VXLAN segment there: the
+// tunneling IPs of the hosts with ports on it (sorted) and, for each port
+// bound to such a host, its MAC and that host's tunneling IP (by MAC). Its
+// gateway replicates BUM traffic to VTEPs and sends a port's frames to its
+// host. Empty until a sync job read it.
+type PodSide struct {
+	VTEPs []string      `json:"vteps,omitempty"`
+	Ports []PodSidePort `json:"ports,omitempty"`
+}
+
+// PodSidePort is a port of a pod and the VTEP of the host it is bound on.
+type PodSidePort struct {
+	MAC  string `json:"mac"`
+	VTEP string `json:"vtep"`
+}
+
+// Empty reports whether nothing is known.
+func (p PodSide) Empty() bool { return len(p.VTEPs) == 0 && len(p.Ports) == 0 }
 
 // Subnet of a top network.
 type Subnet struct {

@@ -133,7 +133,16 @@ func (d *rowsDB) step(r *rand.Rand, rev int64) Batch {
 			portBatch(id)
 			break
 		}
-	case k < 8: // subnets and rename
+	case k < 8: // subnets and rename, or a pod side read back
+		if g, ok := d.segs[netID][podIDs[0]]; ok && r.IntN(3) == 0 {
+			g.PodSide = model.PodSide{VTEPs: []string{fmt.Sprintf("198.51.100.%d", r.IntN(3))}}
+			if r.IntN(2) == 0 {
+				g.PodSide.Ports = []model.PodSidePort{{MAC: "fa:16:3e:00:00:01", VTEP: g.PodSide.VTEPs[0]}}
+			}
+			d.segs[netID][podIDs[0]] = g
+			netBatch(netID)
+			break
+		}
 		if n, ok := d.nets[netID]; ok {
 			n.Name = fmt.Sprintf("name%d", r.IntN(5))
 			d.nets[netID] = n

@@ -46,6 +46,9 @@ type NetworkState struct {
 	RemotePorts []RemotePort
 	// Subnets by CIDR; nil when the network has none.
 	Subnets []SubnetGateway
+	// PodSide is the pod's own compute VTEPs and local ports on its
+	// segment (LocalSegment.PodSide is moved here and left empty).
+	PodSide model.PodSide
 }
 
 // RemotePort is a port of the network bound in another pod.
@@ -101,7 +104,8 @@ func header(pod string, n model.Network, segs []model.Segment, subnets []model.S
 		return NetworkState{}, false
 	}
 	st = NetworkState{NetworkID: n.ID, Name: n.Name, Type: n.Type, VNI: uint32(n.SegmentationID),
-		LocalSegment: segs[local], RemotePods: []string{}, RemotePorts: []RemotePort{}}
+		LocalSegment: segs[local], RemotePods: []string{}, RemotePorts: []RemotePort{}, PodSide: segs[local].PodSide}
+	st.LocalSegment.PodSide = model.PodSide{}
 	for _, g := range segs {
 		if g.PodID != pod {
 			st.RemotePods = append(st.RemotePods, g.PodID)

@@ -292,3 +292,32 @@ func (t *Tx) SetGatewayPerPod(ctx context.Context, networkID string, on bool) er
 	}
 	return nil
 }
+
+// FindJob returns the job of a type, resource and pod, or nil when there
+// is none.
+func (t *Tx) FindJob(ctx context.Context, typ, resource, podID string) (*model.Job, error) {
+	j, err := scanJob(t.queryRow(ctx, `SELECT `+jobCols+` FROM jobs WHERE type = ? AND resource = ? AND pod_id = ?`, typ, resource, podID))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("get job %s %s/%s: %w", typ, resource, podID, err)
+	}
+	return &j, nil
+}
+
+// SegmentPods lists every (network id, pod id) with a segment, ordered.
+func (t *Tx) SegmentPods(ctx context.Context) ([][2]string, error) {
+	rows, err := t.query(ctx, `SELECT network_id, pod_id FROM segments ORDER BY network_id, pod_id`)
+	if err != nil {
+		return nil, fmt.Errorf("list segments: %w", err)
+	}
+	out, err := collect(rows, func(s interface{ Scan(...any) error }) ([2]string, error) {
+		var p [2]string
+		return p, s.Scan(&p[0], &p[1])
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list segments: %w", err)
+	}
+	return out, nil
+}

@@ -204,6 +204,11 @@ CREATE TABLE port_ips (
 );
 CREATE INDEX port_ips_port ON port_ips (port_id);
 `,
+	// Pod sides: each pod's compute VTEPs and local ports on a segment, as
+	// JSON read back from the pod's Neutron ('' for none).
+	12: `
+ALTER TABLE segments ADD COLUMN pod_side TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // migrationData runs after a migration's SQL, in its transaction, for the

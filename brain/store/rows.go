@@ -334,20 +334,34 @@ func (t *Tx) AllocationOwner(ctx context.Context, pool string, id int) (string, 
 
 // --- segments ---
 
-const segmentCols = `network_id, pod_id, network_type, segmentation_id, physical_network, created_at`
+const segmentCols = `network_id, pod_id, network_type, segmentation_id, physical_network, created_at, pod_side`
 
 func scanSegment(s interface{ Scan(...any) error }) (model.Segment, error) {
 	var g model.Segment
 	var created int64
-	err := s.Scan(&g.NetworkID, &g.PodID, &g.NetworkType, &g.SegmentationID, &g.PhysicalNetwork, &created)
+	var podSide string
+	err := s.Scan(&g.NetworkID, &g.PodID, &g.NetworkType, &g.SegmentationID, &g.PhysicalNetwork, &created, &podSide)
 	g.CreatedAt = fromMicros(created)
+	if err == nil && podSide != "" {
+		if jerr := json.Unmarshal([]byte(podSide), &g.PodSide); jerr != nil {
+			err = fmt.Errorf("pod side of segment %s/%s: %w", g.NetworkID, g.PodID, jerr)
+		}
+	}
 	return g, err
+}
+
+func encodePodSide(p model.PodSide) string {
+	if p.Empty() {
+		return ""
+	}
+	b, _ := json.Marshal(p)
+	return string(b)
 }
 
 // InsertSegment adds the segment of a network in a pod; ErrDuplicate if one exists.
 func (t *Tx) InsertSegment(ctx context.Context, g model.Segment) error {
-	_, err := t.exec(ctx, `INSERT INTO segments (`+segmentCols+`) VALUES (?, ?, ?, ?, ?, ?)`,
-		g.NetworkID, g.PodID, g.NetworkType, g.SegmentationID, g.PhysicalNetwork, micros(g.CreatedAt))
+	_, err := t.exec(ctx, `INSERT INTO segments (`+segmentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		g.NetworkID, g.PodID, g.NetworkType, g.SegmentationID, g.PhysicalNetwork, micros(g.CreatedAt), encodePodSide(g.PodSide))
 	if err != nil {
 		return fmt.Errorf("insert segment %s/%s: %w", g.NetworkID, g.PodID, err)
 	}
@@ -363,6 +377,16 @@ func (t *Tx) UpdateSegment(ctx context.Context, g model.Segment) error {
 		return fmt.Errorf("update segment %s/%s: %w", g.NetworkID, g.PodID, err)
 	}
 	t.record(g.NetworkID, "")
+	return nil
+}
+
+// UpdateSegmentPodSide sets the pod side of a network's segment in a pod.
+func (t *Tx) UpdateSegmentPodSide(ctx context.Context, networkID, podID string, p model.PodSide) error {
+	_, err := t.exec(ctx, `UPDATE segments SET pod_side = ? WHERE network_id = ? AND pod_id = ?`, encodePodSide(p), networkID, podID)
+	if err != nil {
+		return fmt.Errorf("update pod side of segment %s/%s: %w", networkID, podID, err)
+	}
+	t.record(networkID, "")
 	return nil
 }
 

@@ -58,6 +58,8 @@ type flags struct {
 	insecureGossip                  bool
 	prefix                          string
 	evpnFlags                       evpnFlags
+	podSide                         podSideFlags
+	podOpts                         linux.PodOptions
 	evpn                            evpn.Options
 	watchBuffer                     int
 	fenceLease                      time.Duration
@@ -72,6 +74,7 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 	host, _ := os.Hostname()
 	fs := flag.NewFlagSet("l2span-agent", flag.ContinueOnError)
 	f.register(fs, host)
+	f.podSide.register(fs)
 	if err := flagfile.Parse(fs, args); err != nil {
 		return nil, cfg, g, err
 	}
@@ -173,6 +176,10 @@ func parse(args []string) (*flags, agent.Config, gossip.Config, error) {
 	}
 	cfg.Pod, cfg.GatewayID, cfg.Weight, cfg.Backend = f.pod, f.gatewayID, uint16(f.weight), f.backend
 	cfg.LocalInterface, cfg.PopulateMACs, cfg.Resync, cfg.Hold = f.localIf, f.populate, f.resync, f.hold
+	if f.podOpts, err = f.podSide.options(f.backend); err != nil {
+		return nil, cfg, g, err
+	}
+	cfg.PodSide = f.podOpts.VTEP.IsValid()
 	if cfg.Hold <= 0 {
 		cfg.Hold = g.ProbeInterval
 	}
@@ -241,11 +248,12 @@ func run(f *flags, cfg agent.Config, gcfg gossip.Config) error {
 		dp = b
 	default:
 		b, err := linux.New(linux.Options{LocalVTEP: cfg.VTEP, UnderlayDev: f.underlay, Port: uint16(f.vxlanPort),
-			MTU: f.mtu, Prefix: f.prefix, Logger: cfg.Logger.With("component", "vtep")})
+			MTU: f.mtu, Prefix: f.prefix, Logger: cfg.Logger.With("component", "vtep"), Pod: f.podOpts})
 		if err != nil {
 			return fmt.Errorf("open linux dataplane: %w", err)
 		}
 		dp = b
+		cfg.PodSideName = b.PodSideName
 		if f.bpf {
 			m, err := bpf.New(bpf.Options{PinDir: f.bpfPinDir, Logger: cfg.Logger.With("component", "bpf")})
 			if err != nil {

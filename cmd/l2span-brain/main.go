@@ -35,6 +35,7 @@ type config struct {
 	keepChanges  int64
 	bottomConfig string
 	jobWorkers   int
+	resync       time.Duration
 	logFormat    string
 	logLevel     string
 	checkConfig  bool
@@ -65,6 +66,7 @@ func parseConfig(args []string) (*config, error) {
 	fs.Int64Var(&c.keepChanges, "keep-changes", 100000, "revisions of change log kept for watchers that reconnect")
 	fs.StringVar(&c.bottomConfig, "bottom-config", "", "JSON file of per-pod Neutron endpoints and credentials; set, the brain creates and deletes the bottom networks, subnets and ports as jobs")
 	fs.IntVar(&c.jobWorkers, "job-workers", 4, "jobs run at once by this brain")
+	fs.DurationVar(&c.resync, "bottom-resync", time.Minute, "how often every network's sync job runs again in each pod, to repair and read back what changed in the pod's Neutron (0: only on changes)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&c.checkConfig, "check-config", false, "validate the configuration and exit")
@@ -242,6 +244,7 @@ func run(ctx context.Context, c *config, log *slog.Logger) error {
 				log.Error("job pool stopped", "err", err)
 			}
 		}()
+		go jobs.Resync(hubCtx, svc, c.resync, pool.Wake, log.With("component", "jobs"))
 	}
 	errc := make(chan error, 1)
 	go func() {

@@ -169,6 +169,9 @@ func (p *Pod) startNeutron() error {
 	lo, hi := VNIRange(p.Index)
 	conf := strings.NewReplacer("{{IP}}", p.CtlIP.String(), "{{DIR}}", d, "{{DB}}", db, "{{SOCK}}", p.rig.pg.SocketDir(), "{{PGPORT}}", fmt.Sprint(p.rig.pg.Port()),
 		"{{VNIS}}", fmt.Sprintf("%d:%d", lo, hi)).Replace(neutronConf)
+	if os.Getenv("PODRIG_DEBUG") != "" {
+		conf = strings.Replace(conf, "debug = false", "debug = true", 1)
+	}
 	paste, err := os.ReadFile("/etc/neutron/api-paste.ini")
 	if err != nil {
 		return err
@@ -190,8 +193,17 @@ func (p *Pod) startNeutron() error {
 	if out, err := p.Ctl.Run(append([]string{"env"}, append(env, "/usr/bin/neutron-db-manage", "--config-file", d+"/neutron.conf", "stamp", "heads")...)...); err != nil {
 		return fmt.Errorf("stamp heads: %w: %s", err, out)
 	}
+	p.neutronEnv = env
+	return p.runNeutron()
+}
+
+// runNeutron starts the pod's neutron-server on its prepared database and
+// waits until it answers.
+func (p *Pod) runNeutron() error {
+	d := filepath.Join(p.dir, "neutron")
 	log := filepath.Join(p.dir, "neutron-server.log")
-	if p.neutron, err = start(p.Ctl, log, env, serverBin, "--config-file", d+"/neutron.conf"); err != nil {
+	var err error
+	if p.neutron, err = start(p.Ctl, log, p.neutronEnv, serverBin, "--config-file", d+"/neutron.conf"); err != nil {
 		return err
 	}
 	hc := p.HTTPClient(5 * time.Second)

@@ -104,6 +104,8 @@ type Pod struct {
 	transport *http.Transport
 	rabbit    *daemon
 	neutron   *daemon
+	// neutronEnv is neutron-server's environment, for restarts.
+	neutronEnv []string
 }
 
 // Host is a compute host running neutron-linuxbridge-agent.

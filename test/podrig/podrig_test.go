@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"os"
 	"testing"
 	"time"
 
@@ -13,7 +14,13 @@ import (
 	"github.com/l2span/l2span/internal/macaddr"
 )
 
-func TestMain(m *testing.M) { Main(m) }
+func TestMain(m *testing.M) {
+	code := RunMain(m)
+	if bins.dir != "" {
+		os.RemoveAll(bins.dir)
+	}
+	os.Exit(code)
+}
 
 // TestShadowPort: real agents, a VM port goes ACTIVE, and a shadow port
 // (l2span_bottom) makes both compute hosts point its MAC at the shadow

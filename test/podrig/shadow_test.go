@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -20,14 +19,11 @@ import (
 
 // brainFor builds and starts an l2span-brain in the rig's underlay
 // namespace with bottom jobs for every pod (noauth, shadow tunnel IPs) and
-// returns a client of it.
-func brainFor(t *testing.T, r *Rig) *api.Client {
+// returns a client of it; extra flags go last (and win).
+func brainFor(t *testing.T, r *Rig, extra ...string) *api.Client {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "l2span-brain")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/l2span/l2span/cmd/l2span-brain").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildBin(t, "l2span-brain")
 	pods := map[string]any{}
 	for _, p := range r.Pods {
 		pods[p.ID] = map[string]any{"auth": "noauth", "endpoint": p.NeutronURL, "project_id": "l2span",
@@ -38,11 +34,12 @@ func brainFor(t *testing.T, r *Rig) *api.Client {
 		t.Fatal(err)
 	}
 	addr := BrainIP.String() + ":9797"
-	d, err := start(r.Underlay, filepath.Join(dir, "brain.log"), nil, bin, "--listen", addr,
-		"--store", "sqlite://"+filepath.Join(dir, "brain.db"), "--vni-ranges", "4000:4999", "--poll-interval", "50ms",
+	args := []string{bin, "--listen", addr,
+		"--store", "sqlite://" + filepath.Join(dir, "brain.db"), "--vni-ranges", "4000:4999", "--poll-interval", "50ms",
 		"--bottom-config", filepath.Join(dir, "bottom.json"),
 		// The underlay is the rig's private netns: plaintext is fine there.
-		"--insecure-plaintext", "--bootstrap-token-file", filepath.Join(dir, "admin.token"))
+		"--insecure-plaintext", "--bootstrap-token-file", filepath.Join(dir, "admin.token")}
+	d, err := start(r.Underlay, filepath.Join(dir, "brain.log"), nil, append(args, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,9 @@ type Options struct {
 	Prefix string
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Pod makes the gateway a tunnel endpoint of its pod's own mesh
+	// (podside.go); zero means no pod side.
+	Pod PodOptions
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -81,7 +84,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.MTU < 0 {
 		return o, fmt.Errorf("mtu %d: negative", o.MTU)
 	}
-	return o, nil
+	var err error
+	o.Pod, err = o.Pod.withDefaults(o.UnderlayDev)
+	return o, err
 }
 
 // Backend programs one network namespace. It is safe for concurrent use;
@@ -147,7 +152,7 @@ func (b *Backend) owned(l kLink) (vni uint32, bridge, ok bool) {
 	switch {
 	case rest[0] == 'b' && l.Kind == "bridge":
 		bridge = true
-	case rest[0] == 'v' && l.Kind == "vxlan":
+	case (rest[0] == 'v' || rest[0] == 'p') && l.Kind == "vxlan": // overlay or pod side
 	default:
 		return 0, false, false
 	}
@@ -222,6 +227,7 @@ func (b *Backend) set(ctx context.Context, k kernel, cfg vtep.Config) (vtep.Resu
 			errs.add(fmt.Errorf("network vni %d: listed twice", n.VNI))
 			continue
 		}
+		n = b.podSideLocal(n, &errs)
 		if n.LocalInterface != "" {
 			if other, dup := locals[n.LocalInterface]; dup {
 				errs.add(fmt.Errorf("network vni %d: local interface %s already used by vni %d", n.VNI, n.LocalInterface, other))
@@ -280,6 +286,7 @@ func (b *Backend) set(ctx context.Context, k kernel, cfg vtep.Config) (vtep.Resu
 			errs.add(err)
 			break
 		}
+		b.ensurePodSide(n, byName, &errs)
 		ok, created := b.ensureDevices(n, links, byName, locals, &errs)
 		if created {
 			res.Added.Networks++
@@ -288,8 +295,10 @@ func (b *Backend) set(ctx context.Context, k kernel, cfg vtep.Config) (vtep.Resu
 			continue
 		}
 		b.syncFDB(n, &res, &errs)
+		b.syncPodSide(n, &res, &errs)
 		b.syncNeighs(n, &res, &errs)
 	}
+	b.syncVIP(k, slices.ContainsFunc(nets, func(n vtep.Network) bool { return n.PodSide != nil }), &errs)
 	return res, errs.err()
 }
 
@@ -415,7 +424,11 @@ func macKey(m net.HardwareAddr) string { return string(m) }
 // deleted; anything not owned is left alone unless it is in the way of a
 // wanted entry, which then replaces it.
 func (b *Backend) syncFDB(n vtep.Network, res *vtep.Result, errs *errList) {
-	dev := b.VXLANName(n.VNI)
+	b.syncDevFDB(b.VXLANName(n.VNI), n.VNI, n.MACs, n.Flood, res, errs)
+}
+
+// syncDevFDB is syncFDB for the VXLAN device dev of network vni.
+func (b *Backend) syncDevFDB(dev string, vni uint32, macs []vtep.MACEntry, flood []netip.Addr, res *vtep.Result, errs *errList) {
 	have, err := b.k.FDB(dev)
 	if err != nil {
 		errs.add(fmt.Errorf("list fdb of %s: %w", dev, err))
@@ -439,9 +452,9 @@ func (b *Backend) syncFDB(n vtep.Network, res *vtep.Result, errs *errList) {
 	var addKind []int // index into counters: MAC index or -1 for flood
 	wantSelf := map[selfKey]bool{}
 	wantMaster := map[string]bool{}
-	for i, m := range n.MACs {
+	for i, m := range macs {
 		if len(m.MAC) != 6 || macaddr.IsZero(m.MAC) || !m.VTEP.IsValid() {
-			errs.add(fmt.Errorf("network vni %d: mac entry %s -> %s: invalid", n.VNI, m.MAC, m.VTEP))
+			errs.add(fmt.Errorf("network vni %d: mac entry %s -> %s: invalid", vni, m.MAC, m.VTEP))
 			continue
 		}
 		vt := m.VTEP.Unmap()
@@ -457,7 +470,7 @@ func (b *Backend) syncFDB(n vtep.Network, res *vtep.Result, errs *errList) {
 			addKind = append(addKind, i)
 		}
 	}
-	for _, f := range n.Flood {
+	for _, f := range flood {
 		if !f.IsValid() {
 			continue
 		}

@@ -19,6 +19,8 @@ import (
 type nlKernel struct {
 	h   *netlink.Handle
 	raw *batchConn // nil: write entries one by one through h
+	// nsPath is the namespace ("" for the caller's), for packet sockets.
+	nsPath string
 }
 
 var _ kernel = (*nlKernel)(nil)
@@ -50,7 +52,7 @@ func openNetlink(path string) (*nlKernel, error) {
 		h.Close()
 		return nil, err
 	}
-	return &nlKernel{h: h, raw: raw}, nil
+	return &nlKernel{h: h, raw: raw, nsPath: path}, nil
 }
 
 // Close closes both sockets.
