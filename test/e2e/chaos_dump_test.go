@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
 )
 
 // debugDump keeps, when L2SPAN_CHAOS_DUMP names a directory, what explains
