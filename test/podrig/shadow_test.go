@@ -162,6 +162,8 @@ func TestShadowPortsThroughBrain(t *testing.T) {
 	t.Logf("top port create -> FDB on the remote compute host, %d ports: median %s, p99 %s, max %s",
 		count, took[len(took)/2].Round(time.Millisecond), took[(len(took)*99)/100].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond))
 
+	noIPs(t, c, n, p1, p2, h)
+
 	// The shadow ports are l2span's, ACTIVE, bound to the gateway host.
 	sh, err := portNamed(ctx, p2, "l2span-shadow-"+ports[0].ID)
 	if err != nil || sh == nil {
@@ -238,5 +240,38 @@ func waitActive(t *testing.T, p *Pod, id string) {
 		return err
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// noIPs: a top port without IPs gets a shadow port too, bound by
+// l2span_bottom (not linuxbridge: ML2 offers an unaddressed port only to
+// drivers with L2 connectivity) and ACTIVE, and the remote compute host
+// points its MAC at the pod's G.
+func noIPs(t *testing.T, c *api.Client, n api.Network, p1, p2 *Pod, h *Host) {
+	t.Helper()
+	ctx := context.Background()
+	const mac = "fa:16:3e:14:01:ff"
+	p, err := c.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: p1.ID, MAC: mac, IPs: []string{}, DeviceOwner: "compute:nova"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.IPs) != 0 {
+		t.Fatalf("top port has IPs %v", p.IPs)
+	}
+	if err := waitFor(60*time.Second, "shadow port without IPs ACTIVE, fdb of "+mac+" on "+h.Name, func() error {
+		sh, err := portNamed(ctx, p2, "l2span-shadow-"+p.ID)
+		if err != nil || sh == nil {
+			return fmt.Errorf("no shadow port yet (%v)", err)
+		}
+		if sh["status"] != "ACTIVE" || sh["binding:vif_type"] != "other" || len(sh["fixed_ips"].([]any)) != 0 {
+			return fmt.Errorf("shadow port %v, vif_type %v, fixed_ips %v", sh["status"], sh["binding:vif_type"], sh["fixed_ips"])
+		}
+		dst, err := h.FDBDst(n.SegmentationID, mac)
+		if err == nil && dst != p2.ShadowIP {
+			err = fmt.Errorf("points at %s, want %s", dst, p2.ShadowIP)
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("%v\npod2 neutron: %s", err, p2.NeutronLog())
 	}
 }
