@@ -177,11 +177,9 @@ func (m *Manager) deleteGateways(ifindex uint32) error {
 	return err
 }
 
-// readGateways returns every interface's gateway value that holds at least
-// one address (array) or exists (hash).
+// readGateways returns what the programs consult (see gwHeld).
 func (m *Manager) readGateways() (map[uint32]l2spanGwVal, error) {
-	gw := map[uint32]l2spanGwVal{}
-	n := int(m.gwDirect())
+	n := m.gwDirect()
 	keys := make([]uint32, n)
 	vals := make([]l2spanGwVal, n)
 	var cursor ebpf.MapBatchCursor
@@ -192,7 +190,7 @@ func (m *Manager) readGateways() (map[uint32]l2spanGwVal, error) {
 	case errors.Is(err, ebpf.ErrNotSupported):
 		keys, vals = keys[:0], vals[:0]
 		var v l2spanGwVal
-		for k := uint32(0); k < uint32(n); k++ {
+		for k := uint32(0); k < n; k++ {
 			if err := m.objs.L2sGwip.Lookup(k, &v); err != nil {
 				return nil, fmt.Errorf("read gateway ip array: %w", err)
 			}
@@ -201,19 +199,46 @@ func (m *Manager) readGateways() (map[uint32]l2spanGwVal, error) {
 	default:
 		return nil, fmt.Errorf("read gateway ip array: %w", err)
 	}
-	for i, k := range keys {
-		if vals[i].N4+vals[i].N6 > 0 {
-			gw[k] = vals[i]
-		}
-	}
+	hi := map[uint32]l2spanGwVal{}
 	var k uint32
 	var v l2spanGwVal
 	it := m.objs.L2sGwipHi.Iterate()
 	for it.Next(&k, &v) {
-		gw[k] = v
+		hi[k] = v
 	}
 	if err := it.Err(); err != nil {
 		return nil, fmt.Errorf("read gateway ip hash: %w", err)
 	}
-	return gw, nil
+	return gwHeld(n, keys, vals, hi), nil
+}
+
+// gwHeld is, per ifindex, the value the programs look up when it holds any
+// address: the array element below direct, the hash entry from direct on.
+// Whatever else the maps hold is never consulted, so it is left out: a hash
+// entry below direct must not shadow the array element (Set would then
+// compare against the wrong value), and an element is empty only when both
+// counts are zero (a sum may wrap).
+func gwHeld(direct uint32, keys []uint32, vals []l2spanGwVal, hi map[uint32]l2spanGwVal) map[uint32]l2spanGwVal {
+	gw := map[uint32]l2spanGwVal{}
+	for i, k := range keys {
+		if k < direct && (vals[i].N4 > 0 || vals[i].N6 > 0) {
+			gw[k] = vals[i]
+		}
+	}
+	for k, v := range hi {
+		if k >= direct {
+			gw[k] = v
+		}
+	}
+	return gw
+}
+
+// gwUpdate is the value to write so that an interface whose entry reads
+// back as old (held false: none) holds exactly want (validated, from
+// splitGateways), and false when it already does.
+func gwUpdate(old l2spanGwVal, held bool, want []netip.Addr) (l2spanGwVal, bool) {
+	if held && sameAddrs(gwAddrs(old), want) {
+		return old, false
+	}
+	return gwLayout(old, want), true
 }

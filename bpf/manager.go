@@ -279,12 +279,13 @@ func (m *Manager) Set(ctx context.Context, want []Attachment) (Result, error) {
 	}
 	for k, ips := range gw {
 		old, ok := gwHave[k]
-		if ok && sameAddrs(gwAddrs(old), ips) {
+		v, write := gwUpdate(old, ok, ips)
+		if !write {
 			continue
 		}
 		// One write replaces the interface's whole set, keeping the
 		// addresses that stay where they are (see gwLayout).
-		if err := m.putGateways(k, gwLayout(old, ips)); err != nil {
+		if err := m.putGateways(k, v); err != nil {
 			errs = append(errs, fmt.Errorf("write gateway ip entry %s: %w", fmtGWEntry(k, ips), err))
 			continue
 		}

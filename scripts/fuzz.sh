@@ -19,6 +19,7 @@ targets=(
 	"./agent/gossip FuzzMetaUnmarshal"
 	"./internal/flagfile FuzzApply"
 	"./vtep/hwvtep FuzzPlanFromState"
+	"./bpf FuzzGatewayReadBack"
 )
 start=$SECONDS
 for t in "${targets[@]}"; do

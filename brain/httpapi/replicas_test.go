@@ -89,7 +89,8 @@ func updates(t *testing.T, c *api.Client, pod string) (<-chan api.WatchEvent, fu
 func awaitPort(t *testing.T, evs <-chan api.WatchEvent, mac, what string) (api.WatchEvent, time.Duration) {
 	t.Helper()
 	start := time.Now()
-	deadline := time.After(10 * time.Second)
+	// Generous: a PostgreSQL restart on a loaded 2-core machine takes a while.
+	deadline := time.After(30 * time.Second)
 	for {
 		select {
 		case ev := <-evs:
@@ -110,7 +111,7 @@ func awaitPort(t *testing.T, evs <-chan api.WatchEvent, mac, what string) (api.W
 				}
 			}
 		case <-deadline:
-			t.Fatalf("%s: port %s not seen within 10s", what, mac)
+			t.Fatalf("%s: port %s not seen within 30s", what, mac)
 		}
 	}
 }
