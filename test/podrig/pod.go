@@ -52,7 +52,7 @@ func (p *Pod) start() error {
 			return fmt.Errorf("%s: agent: %w", h.Name, err)
 		}
 	}
-	if err := p.WaitAgents(context.Background(), 120*time.Second); err != nil {
+	if err := p.WaitAgents(context.Background(), 240*time.Second); err != nil {
 		return fmt.Errorf("%w\nneutron-server log: %s", err, p.NeutronLog())
 	}
 	return nil
@@ -224,7 +224,8 @@ func (p *Pod) runNeutron() error {
 }
 
 // driverPath makes deploy/openstack loadable with no install: the package
-// folder and a folder with a hand-made dist-info registering l2span_bottom.
+// folder and a folder with a hand-made dist-info registering l2span_bottom
+// (the pods) and l2span (the top).
 func driverPath(dir string) (string, error) {
 	_, file, _, _ := runtime.Caller(0)
 	pkg, err := filepath.Abs(filepath.Join(filepath.Dir(file), "..", "..", "deploy", "openstack"))
@@ -236,8 +237,9 @@ func driverPath(dir string) (string, error) {
 		return "", err
 	}
 	files := map[string]string{
-		"METADATA":         "Metadata-Version: 2.1\nName: networking-l2span\nVersion: 0.1.0\n",
-		"entry_points.txt": "[neutron.ml2.mechanism_drivers]\nl2span_bottom = networking_l2span.bottom_driver:L2spanBottomDriver\n",
+		"METADATA": "Metadata-Version: 2.1\nName: networking-l2span\nVersion: 0.1.0\n",
+		"entry_points.txt": "[neutron.ml2.mechanism_drivers]\nl2span_bottom = networking_l2span.bottom_driver:L2spanBottomDriver\n" +
+			"l2span = networking_l2span.mech_driver:L2spanMechanismDriver\n",
 	}
 	for name, data := range files {
 		if err := os.WriteFile(filepath.Join(di, name), []byte(data), 0o644); err != nil {

@@ -76,11 +76,12 @@ type Rig struct {
 	// StartupTime is how long Start took.
 	StartupTime time.Duration
 
-	pg  *pgtest.Server
-	mu  sync.Mutex
-	nss []*NS
-	nGW int
-	nVM int
+	pg   *pgtest.Server
+	mu   sync.Mutex
+	nss  []*NS
+	nGW  int
+	nVM  int
+	nTop int
 }
 
 // Pod is one pod: its RabbitMQ, neutron-server and compute hosts.

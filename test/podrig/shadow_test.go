@@ -162,6 +162,8 @@ func TestShadowPortsThroughBrain(t *testing.T) {
 	t.Logf("top port create -> FDB on the remote compute host, %d ports: median %s, p99 %s, max %s",
 		count, took[len(took)/2].Round(time.Millisecond), took[(len(took)*99)/100].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond))
 
+	noIPs(t, c, n, p1, p2, h)
+
 	// The shadow ports are l2span's, ACTIVE, bound to the gateway host.
 	sh, err := portNamed(ctx, p2, "l2span-shadow-"+ports[0].ID)
 	if err != nil || sh == nil {
@@ -239,4 +241,51 @@ func waitActive(t *testing.T, p *Pod, id string) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// noIPs: a top port without IPs gets a shadow port too, bound by
+// l2span_bottom (not linuxbridge: ML2 offers an unaddressed port only to
+// drivers with L2 connectivity) and ACTIVE. Neutron's l2population sends
+// no MAC entry for a port without fixed IPs (l2pop mech_driver
+// _get_port_fdb_entries), so the remote compute host reaches that MAC
+// through its flood entry to the pod's G, which the shadow agent's ports
+// put there; a MAC entry, if any, must point at G too.
+func noIPs(t *testing.T, c *api.Client, n api.Network, p1, p2 *Pod, h *Host) {
+	t.Helper()
+	ctx := context.Background()
+	const mac = "fa:16:3e:14:01:ff"
+	p, err := c.CreatePort(ctx, api.PortCreate{NetworkID: n.ID, PodID: p1.ID, MAC: mac, IPs: []string{}, DeviceOwner: "compute:nova"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.IPs) != 0 {
+		t.Fatalf("top port has IPs %v", p.IPs)
+	}
+	if err := waitFor(60*time.Second, "shadow port without IPs ACTIVE, "+h.Name+" floods to G", func() error {
+		sh, err := portNamed(ctx, p2, "l2span-shadow-"+p.ID)
+		if err != nil || sh == nil {
+			return fmt.Errorf("no shadow port yet (%v)", err)
+		}
+		if sh["status"] != "ACTIVE" || sh["binding:vif_type"] != "other" || len(sh["fixed_ips"].([]any)) != 0 {
+			return fmt.Errorf("shadow port %v, vif_type %v, fixed_ips %v", sh["status"], sh["binding:vif_type"], sh["fixed_ips"])
+		}
+		if dst, err := h.FDBDst(n.SegmentationID, mac); err == nil && dst != p2.ShadowIP {
+			return fmt.Errorf("%s points at %s, want %s", mac, dst, p2.ShadowIP)
+		}
+		return floodsTo(h, n.SegmentationID, p2.ShadowIP)
+	}); err != nil {
+		t.Fatalf("%v\npod2 neutron: %s", err, p2.NeutronLog())
+	}
+}
+
+// floodsTo reports whether h's vxlan-<segment> device floods to ip.
+func floodsTo(h *Host, segment int, ip netip.Addr) error {
+	out, err := h.Run("bridge", "fdb", "show", "dev", fmt.Sprintf("vxlan-%d", segment))
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(out), "00:00:00:00:00:00 dst "+ip.String()+" ") {
+		return fmt.Errorf("%s does not flood vxlan-%d to %s:\n%s", h.Name, segment, ip, out)
+	}
+	return nil
 }

@@ -102,7 +102,8 @@ func (l *spanLab) startAgent(gw *Gateway, pod *Pod) {
 func newSpanLab(t *testing.T, r *Rig) *spanLab {
 	l := &spanLab{t: t, r: r, dir: t.TempDir(), agents: map[*Gateway]*daemon{}, ids: map[*Gateway]string{}}
 	// Its own VNI range: the shared rig's Neutrons keep other tests' networks.
-	l.c = brainFor(t, r, "--vni-ranges", "4500:4599", "--bottom-resync", "1s")
+	// The top Neutron (viaTopNeutron) allocates from 4600:4699.
+	l.c = brainFor(t, r, "--vni-ranges", "4500:4599,4600:4699", "--bottom-resync", "1s")
 	b := make([]byte, 32)
 	rand.Read(b)
 	l.key = filepath.Join(l.dir, "gossip.key")
@@ -142,10 +143,18 @@ func bootVM(t *testing.T, c *api.Client, r *Rig, p *Pod, h *Host, netID, mac str
 	if err != nil {
 		t.Fatal(err)
 	}
+	return plugBottom(t, r, p, h, top.ID, mac, ips...), top
+}
+
+// plugBottom waits for the brain's bottom port of top port topID in p,
+// binds it to h (as Nova would) and plugs a VM namespace into h.
+func plugBottom(t *testing.T, r *Rig, p *Pod, h *Host, topID, mac string, ips ...netip.Prefix) *VM {
+	t.Helper()
+	ctx := context.Background()
 	var bottom JSON
 	if err := waitFor(60*time.Second, "bottom port of "+mac+" in "+p.ID, func() error {
 		var err error
-		if bottom, err = portNamed(ctx, p, "l2span-"+top.ID); err == nil && bottom == nil {
+		if bottom, err = portNamed(ctx, p, "l2span-"+topID); err == nil && bottom == nil {
 			err = fmt.Errorf("not there")
 		}
 		return err
@@ -162,7 +171,7 @@ func bootVM(t *testing.T, c *api.Client, r *Rig, p *Pod, h *Host, netID, mac str
 		t.Fatal(err)
 	}
 	waitActive(t, p, id)
-	return vm, top
+	return vm
 }
 
 // shadowRevisions maps each l2span shadow port of the pod to its Neutron
@@ -327,6 +336,9 @@ func TestSpanAcrossPods(t *testing.T) {
 	// mixed_vlan_vxlan: each pod's Neutron chooses its own VXLAN segment
 	// (their VNI ranges do not overlap); the gateways translate.
 	mixed(t, l, p1.Hosts[1], p2.Hosts[1])
+
+	// Once through the top Neutron with the l2span ML2 driver.
+	viaTopNeutron(t, l, p1.Hosts[1], p2.Hosts[0])
 }
 
 // handDeleted deletes vm's shadow port in p by hand and waits for the

@@ -23,7 +23,10 @@ For such a port this driver
   ACTIVE: the status change makes l2population send ``fdb_add`` to the real
   agents, and a DELETE sends ``fdb_remove``.
 
-Ports without the profile key are left to the other drivers. List
+Ports without the profile key are left to the other drivers. The driver
+declares L2 connectivity: ML2 offers a port with no fixed IPs (the shadow
+of a top port without addresses) only to drivers that do, and with the
+default ("legacy") such a port would silently go to linuxbridge. List
 ``l2span_bottom`` before ``linuxbridge`` in ``mechanism_drivers``: once the
 shadow agent row exists and is alive, linuxbridge would otherwise bind the
 shadow port to it and leave it DOWN (no real agent ever reports it up).
@@ -65,6 +68,12 @@ class L2spanBottomDriver(api.MechanismDriver):
         LOG.info('l2span_bottom: binding ports whose binding profile '
                  'names %s', PROFILE_KEY)
 
+    @property
+    def connectivity(self):
+        # MechanismManager._check_drivers_connectivity skips every driver
+        # but the L2 ones for a port without fixed IPs.
+        return portbindings.CONNECTIVITY_L2
+
     def _report_agent(self, host, ip, force=False):
         now = time.monotonic()
         with self._lock:
@@ -103,8 +112,11 @@ class L2spanBottomDriver(api.MechanismDriver):
             return
         for seg in context.segments_to_bind:
             if seg[api.NETWORK_TYPE] == constants.TYPE_VXLAN:
-                context.set_binding(seg[api.ID], portbindings.VIF_TYPE_OTHER,
-                                    {}, status=constants.PORT_STATUS_ACTIVE)
+                context.set_binding(
+                    seg[api.ID], portbindings.VIF_TYPE_OTHER,
+                    {portbindings.VIF_DETAILS_CONNECTIVITY:
+                     portbindings.CONNECTIVITY_L2},
+                    status=constants.PORT_STATUS_ACTIVE)
                 LOG.debug('l2span_bottom: bound shadow port %s to %s (%s)',
                           port['id'], host, ip)
                 return
@@ -127,3 +139,15 @@ class L2spanBottomDriver(api.MechanismDriver):
 
     def update_port_postcommit(self, context):
         self._refresh(context)
+        # A shadow port another driver bound stays DOWN and l2population
+        # never points the compute hosts at the gateway: say so.
+        port = context.current
+        vif = port.get(portbindings.VIF_TYPE)
+        if shadow_tunnel_ip(port) and vif not in (
+                None, portbindings.VIF_TYPE_OTHER,
+                portbindings.VIF_TYPE_UNBOUND,
+                portbindings.VIF_TYPE_BINDING_FAILED):
+            LOG.warning('l2span_bottom: shadow port %s on host %s is bound '
+                        'with vif_type %s by another driver: list '
+                        'l2span_bottom first in [ml2] mechanism_drivers',
+                        port['id'], port.get(portbindings.HOST_ID), vif)
