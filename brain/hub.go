@@ -143,7 +143,9 @@ func (h *Hub) Run(ctx context.Context, keep int64) {
 	lastCompact := time.Now()
 	// A failed read is retried on its own: the notification that woke the
 	// hub is not sent again, and the poll may be long.
-	const minRetry = 100 * time.Millisecond
+	// The retry stays short: once the database is back a notification may
+	// never come again for a change already committed.
+	const minRetry, maxRetry = 100 * time.Millisecond, 2 * time.Second
 	retry := minRetry
 	var again <-chan time.Time
 	for {
@@ -151,7 +153,7 @@ func (h *Hub) Run(ctx context.Context, keep int64) {
 		if err := h.CatchUp(ctx); err != nil && ctx.Err() == nil {
 			h.log.Warn("read changes", "err", err, "retry", retry)
 			again = time.After(retry)
-			retry = min(2*retry, max(h.poll, minRetry))
+			retry = min(2*retry, max(min(h.poll, maxRetry), minRetry))
 		} else {
 			retry = minRetry
 		}

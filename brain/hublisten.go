@@ -12,7 +12,7 @@ import (
 // on a shared PostgreSQL (LISTEN/NOTIFY), so a watcher on this replica hears
 // of a change made through another one as fast as of a local one. The
 // connection is made again with backoff when it breaks (PostgreSQL restart
-// or failover); after each (re)connect the current revision is read, so a
+// or failover); after each (re)connect the hub reads the change log, so a
 // notification missed meanwhile is not lost. The hub's poll stays as the
 // fallback. It returns at once on SQLite (one brain, its own commits notify
 // the hub directly) and otherwise when ctx ends.
@@ -21,11 +21,11 @@ func ListenRevisions(ctx context.Context, svc *Service, hub *Hub) {
 	backoff := minBackoff
 	for ctx.Err() == nil {
 		start := time.Now()
-		err := svc.store.ListenRevisions(ctx, func() {
-			if rev, err := svc.Revision(ctx); err == nil {
-				hub.Notify(rev)
-			}
-		}, hub.Notify)
+		// On each (re)connect the hub reads the change log itself (and
+		// retries that read until it works): reading the revision here
+		// could fail on a pooled connection the restart broke, and a
+		// notification missed meanwhile would then be lost until the poll.
+		err := svc.store.ListenRevisions(ctx, func() { hub.Notify(0) }, hub.Notify)
 		if errors.Is(err, store.ErrNoListen) || ctx.Err() != nil {
 			return
 		}
