@@ -6,27 +6,10 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/l2span/l2span/brain/api"
 	"github.com/l2span/l2span/brain/httpapi"
 )
-
-func watchDeltas(t *testing.T, c *api.Client, pod string, since int64) *watcher {
-	ctx, cancel := context.WithCancel(context.Background())
-	w := &watcher{events: make(chan api.WatchEvent, 100), done: make(chan error, 1), cancel: cancel}
-	go func() {
-		w.done <- c.Watch(ctx, pod, since, 5*time.Second, func(ev api.WatchEvent) error {
-			if ev.Type == api.EventHeartbeat {
-				return nil
-			}
-			w.events <- ev
-			return nil
-		})
-	}()
-	t.Cleanup(cancel)
-	return w
-}
 
 // TestWatchDeltas: with delta=1 a network entering the pod's state comes
 // whole, then each port change as that one port, a pod change as the

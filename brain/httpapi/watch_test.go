@@ -18,11 +18,22 @@ type watcher struct {
 	cancel context.CancelFunc
 }
 
+// watch follows pod on the full-network stream older agents use.
 func watch(t *testing.T, c *api.Client, pod string, since int64) *watcher {
+	return follow(t, c.WatchFull, pod, since)
+}
+
+// watchDeltas follows pod on the delta stream.
+func watchDeltas(t *testing.T, c *api.Client, pod string, since int64) *watcher {
+	return follow(t, c.Watch, pod, since)
+}
+
+// follow runs one watch call in the background, heartbeats left out.
+func follow(t *testing.T, watchFn func(context.Context, string, int64, time.Duration, func(api.WatchEvent) error) error, pod string, since int64) *watcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &watcher{events: make(chan api.WatchEvent, 100), done: make(chan error, 1), cancel: cancel}
 	go func() {
-		w.done <- c.WatchFull(ctx, pod, since, 5*time.Second, func(ev api.WatchEvent) error {
+		w.done <- watchFn(ctx, pod, since, 5*time.Second, func(ev api.WatchEvent) error {
 			if ev.Type == api.EventHeartbeat {
 				return nil
 			}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -105,23 +104,5 @@ func TestFencingWithFastGossip(t *testing.T) {
 	t.Parallel()
 	h := newHALab(t, fastGossip...)
 	requireNft(t)
-	pod := 1
-	eventually(t, 10*time.Second, "one forwarder in pod2", func() error {
-		if h.df(pod) < 0 {
-			return fmt.Errorf("pod2 forwarders: %v %v", h.forwarding(h.gws[pod][0]), h.forwarding(h.gws[pod][1]))
-		}
-		return nil
-	})
-	caps := map[int]*capture{0: startCapture(t, h.vms[0].NS, "eth0"), 2: startCapture(t, h.vms[2].NS, "eth0")}
-	seq := 0
-	h.assertOneCopy(t, pod, "before any fault", caps, &seq)
-	h.brain.kill(syscall.SIGKILL)
-	df := h.df(pod)
-	dead, standby := h.gws[pod][df], h.gws[pod][1-df]
-	h.agents[dead.Pod+"-"+dead.Host].kill(syscall.SIGKILL)
-	h.probeThrough(t, pod, caps, &seq, "standby takes over from a dead agent (fast timers)", func() bool { return h.forwarding(standby) })
-	if !h.forwarding(dead) {
-		t.Fatal("the dead agent's kernel stopped bridging by itself: the test would not show fencing")
-	}
-	h.assertOneCopy(t, pod, "fast timers: agent of the forwarder killed", caps, &seq)
+	h.killForwarderAgent(t, 1, " (fast timers)")
 }

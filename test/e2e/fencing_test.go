@@ -74,26 +74,9 @@ func TestFencingNoDoubleForwarding(t *testing.T) {
 	h := newHALab(t, "--fence-lease", "300ms")
 	requireNft(t)
 	pod := 1 // pod2
-	eventually(t, 10*time.Second, "one forwarder in pod2", func() error {
-		if h.df(pod) < 0 {
-			return fmt.Errorf("pod2 forwarders: %v %v", h.forwarding(h.gws[pod][0]), h.forwarding(h.gws[pod][1]))
-		}
-		return nil
-	})
-	caps := map[int]*capture{0: startCapture(t, h.vms[0].NS, "eth0"), 2: startCapture(t, h.vms[2].NS, "eth0")}
-	seq := 0
-	h.assertOneCopy(t, pod, "before any fault", caps, &seq)
-	h.brain.kill(syscall.SIGKILL)
-
 	// (a) kill -9 of the forwarder's agent; its host keeps running.
-	df := h.df(pod)
+	caps, seq, df := h.killForwarderAgent(t, pod, "")
 	dead, standby := h.gws[pod][df], h.gws[pod][1-df]
-	h.agents[dead.Pod+"-"+dead.Host].kill(syscall.SIGKILL)
-	h.probeThrough(t, pod, caps, &seq, "standby takes over from a dead agent", func() bool { return h.forwarding(standby) })
-	if !h.forwarding(dead) {
-		t.Fatal("the dead agent's kernel stopped bridging by itself: the test would not show fencing")
-	}
-	h.assertOneCopy(t, pod, "agent of the forwarder killed, its kernel still bridging", caps, &seq)
 	// Back: the restarted agent takes its networks back without a window of
 	// two forwarders.
 	h.agents[dead.Pod+"-"+dead.Host].restart()
@@ -199,4 +182,30 @@ func requireNft(t *testing.T) {
 	if _, err := exec.LookPath("nft"); err != nil {
 		t.Skip("nft not installed: run make deps")
 	}
+}
+
+// killForwarderAgent waits for one forwarder in pod, starts counting
+// broadcasts at the VMs of the other pods, kills the brain and then the
+// forwarder's agent (its host keeps bridging), and asserts the standby takes
+// over with every broadcast arriving once. what names the run in messages.
+func (h *haLab) killForwarderAgent(t *testing.T, pod int, what string) (caps map[int]*capture, seq, df int) {
+	t.Helper()
+	eventually(t, 10*time.Second, "one forwarder in pod2", func() error {
+		if h.df(pod) < 0 {
+			return fmt.Errorf("pod2 forwarders: %v %v", h.forwarding(h.gws[pod][0]), h.forwarding(h.gws[pod][1]))
+		}
+		return nil
+	})
+	caps = map[int]*capture{0: startCapture(t, h.vms[0].NS, "eth0"), 2: startCapture(t, h.vms[2].NS, "eth0")}
+	h.assertOneCopy(t, pod, "before any fault", caps, &seq)
+	h.brain.kill(syscall.SIGKILL)
+	df = h.df(pod)
+	dead, standby := h.gws[pod][df], h.gws[pod][1-df]
+	h.agents[dead.Pod+"-"+dead.Host].kill(syscall.SIGKILL)
+	h.probeThrough(t, pod, caps, &seq, "standby takes over from a dead agent"+what, func() bool { return h.forwarding(standby) })
+	if !h.forwarding(dead) {
+		t.Fatal("the dead agent's kernel stopped bridging by itself: the test would not show fencing")
+	}
+	h.assertOneCopy(t, pod, "agent of the forwarder killed, its kernel still bridging"+what, caps, &seq)
+	return caps, seq, df
 }
