@@ -8,66 +8,6 @@ import (
 	"github.com/l2span/l2span/brain/store"
 )
 
-// PodState computes a pod's full desired state at one revision.
-func (s *Service) PodState(ctx context.Context, podID string) (state.PodState, error) {
-	var st state.PodState
-	err := s.read(ctx, func(tx *store.Tx) error {
-		var err error
-		st, err = podState(ctx, tx, podID)
-		return err
-	})
-	return st, err
-}
-
-func podState(ctx context.Context, tx *store.Tx, podID string) (state.PodState, error) {
-	if _, err := tx.GetPod(ctx, podID); err != nil {
-		return state.PodState{PodID: podID}, err
-	}
-	rev, err := tx.Revision(ctx)
-	if err != nil {
-		return state.PodState{PodID: podID}, err
-	}
-	nets, err := networkRows(ctx, tx, podID, nil)
-	if err != nil {
-		return state.PodState{PodID: podID}, err
-	}
-	pods, err := tx.PodsWithDVRBaseMAC(ctx)
-	if err != nil {
-		return state.PodState{PodID: podID}, err
-	}
-	gws, err := tx.GatewayClaims(ctx)
-	if err != nil {
-		return state.PodState{PodID: podID}, err
-	}
-	return state.Pod(podID, rev, nets, pods, gws), nil
-}
-
-// networkRows reads what the projection needs of the overlay networks that
-// have a segment in podID (only those among only, when only is not nil).
-func networkRows(ctx context.Context, tx *store.Tx, podID string, only []string) ([]state.NetworkRows, error) {
-	nets, err := tx.NetworksInPod(ctx, podID, state.OverlayTypes, only)
-	if err != nil || len(nets) == 0 {
-		return nil, err
-	}
-	ids := make([]string, len(nets))
-	for i, n := range nets {
-		ids[i] = n.ID
-	}
-	segs, err := tx.SegmentsOf(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	ports, err := tx.PortsOf(ctx, ids, podID)
-	if err != nil {
-		return nil, err
-	}
-	subnets, err := tx.SubnetsOf(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	return state.Group(nets, segs, ports, subnets), nil
-}
-
 // LoadModel reads every overlay network, its segments, subnets and ports,
 // and the pods, at one revision, into a model.
 func (s *Service) LoadModel(ctx context.Context) (*state.Model, error) {

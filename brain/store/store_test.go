@@ -176,10 +176,6 @@ func TestPods(t *testing.T) {
 			if l.Items == nil || len(l.Items) != 0 {
 				t.Errorf("an empty page has an empty, non-nil list: %#v", l.Items)
 			}
-			pods := must[[]model.Pod](t)(tx.PodsWithDVRBaseMAC(ctx))
-			if len(pods) != 2 || pods[0].ID != "pod1" || pods[1].ID != "pod2" {
-				t.Errorf("pods with a dvr_base_mac: %+v", pods)
-			}
 			return nil
 		})
 	})
